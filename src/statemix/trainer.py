@@ -1,0 +1,268 @@
+"""The training loop behind `statemix.train`: MAD's protocol, fast on a GPU, resumable after SIGKILL.
+
+The whole dataset sits on the device and per-step metrics accumulate there, so the host synchronises once per
+epoch. Every epoch ends with an atomic checkpoint (model, optimizer, scheduler, best-epoch weights, history,
+RNG states); shuffling is drawn from a generator seeded by (seed, epoch), so a resumed run replays the same
+batches and ends bitwise equal on the CPU.
+"""
+from __future__ import annotations
+
+import io
+import math
+import random
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from statemix.config import TrainConfig
+from statemix.io import atomic_write_bytes, atomic_write_text
+from statemix.metrics import macro_accuracy, micro_accuracy
+
+IGNORE = -100
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.csv"
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite; the run is failed and never reported as a result."""
+
+
+@dataclass
+class Split:
+    """One split on the device: inputs and targets, int64 [N, T], targets IGNORE where unscored."""
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: got 'cuda' but CUDA is not available; allowed here: 'auto', 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return name
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """Peak bytes: CUDA allocator peak on a GPU, else the process's max resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_max_rss"
+
+
+class Trainer:
+    """Trains `model` (int64 tokens [B, T] -> logits [B, T, V]) on `train`, evaluating on `test` every epoch."""
+
+    def __init__(self, model: torch.nn.Module, train: Split, test: Split, num_classes: int,
+                 cfg: TrainConfig, out_dir: str | Path, device: torch.device, fingerprint: dict):
+        self.model, self.train, self.test, self.cfg = model, train, test, cfg
+        self.num_classes, self.device, self.fingerprint = num_classes, device, fingerprint
+        self.out = Path(out_dir)
+        self.precision = resolve_precision(cfg.precision, device)
+        self.forward = torch.compile(model) if cfg.compile else model
+        fused = {"fused": True} if device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                           weight_decay=cfg.weight_decay, **fused)
+        if cfg.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=cfg.max_epochs, eta_min=cfg.min_lr)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        self.epoch, self.history, self.stopped = 0, [], None
+        self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
+        self.train_preds = torch.empty_like(train.targets)
+
+    def _batches(self, n: int, size: int, order: torch.Tensor, drop_last: bool):
+        stop = n - n % size if drop_last and n >= size else n
+        for start in range(0, stop, size):
+            yield order[start:start + size]
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                               reduction=reduction)
+
+    def _train_epoch(self) -> dict:
+        """One pass over shuffled train batches; returns device tensors (no host sync)."""
+        cfg, data = self.cfg, self.train
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(data), generator=gen).to(self.device)
+        self.model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = torch.zeros((), device=self.device, dtype=torch.int64)
+        finite = torch.ones((), device=self.device, dtype=torch.bool)
+        steps = 0
+        for idx in self._batches(len(data), cfg.batch_size, order, cfg.drop_last):
+            x, y = data.inputs[idx], data.targets[idx]
+            with _autocast(self.precision, self.device):
+                logits = self.forward(x)
+            scored = (y != IGNORE).sum()
+            loss = self._loss(logits, y, "sum") / scored.clamp(min=1)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * scored
+            count += scored
+            finite &= torch.isfinite(loss.detach())
+            self.train_preds[idx] = logits.detach().argmax(-1)
+            steps += 1
+        self.scheduler.step()
+        return {"loss_sum": loss_sum, "count": count, "finite": finite, "steps": steps, "lr": lr,
+                "preds": self.train_preds, "targets": data.targets}
+
+    @torch.no_grad()
+    def evaluate(self, data: Split) -> dict:
+        """Loss, perplexity and macro/micro accuracy over the scored positions of `data` (one host sync)."""
+        self.model.eval()
+        preds = torch.empty_like(data.targets)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        order = torch.arange(len(data), device=self.device)
+        for idx in self._batches(len(data), self.cfg.eval_batch_size, order, False):
+            with _autocast(self.precision, self.device):
+                logits = self.forward(data.inputs[idx])
+            loss_sum += self._loss(logits, data.targets[idx], "sum").double()
+            preds[idx] = logits.argmax(-1)
+        count = (data.targets != IGNORE).sum()
+        return self._summarise({"loss_sum": loss_sum, "count": count, "preds": preds, "targets": data.targets})
+
+    def _summarise(self, acc: dict) -> dict:
+        macro = macro_accuracy(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
+        micro = micro_accuracy(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
+        loss = acc["loss_sum"] / acc["count"].clamp(min=1)
+        values = torch.stack([torch.as_tensor(v, device=self.device, dtype=torch.float64)
+                              for v in (loss, macro, micro)]).tolist()
+        loss = values[0]
+        ppl = math.exp(loss) if loss < 700 else math.inf
+        return {"loss": loss, "ppl": ppl, "acc": values[1], "acc_micro": values[2]}
+
+    def fit(self) -> dict:
+        """Train to completion (or resume it), then evaluate the last and the selected epoch on both splits."""
+        self._resume()
+        cfg = self.cfg
+        while self.stopped is None:
+            t0 = time.perf_counter()
+            run = self._train_epoch()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t1 = time.perf_counter()
+            if not bool(run["finite"]):
+                raise Diverged(f"train loss became NaN/inf in epoch {self.epoch + 1}")
+            train = self._summarise(run)
+            test = self.evaluate(self.test)
+            t2 = time.perf_counter()
+            if not math.isfinite(test["loss"]):
+                raise Diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
+            self.epoch += 1
+            row = {"epoch": self.epoch, "lr": run["lr"],
+                   **{f"train_{k}": v for k, v in train.items()}, **{f"test_{k}": v for k, v in test.items()},
+                   "steps": run["steps"], "train_s": t1 - t0, "eval_s": t2 - t1}
+            self.history.append(row)
+            if test["loss"] < self.best["test_loss"]:
+                self.best = {"epoch": self.epoch, "test_loss": test["loss"],
+                             "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+            self.stopped = self._stop_reason(test)
+            if self.stopped or self.epoch % cfg.checkpoint_every == 0:
+                self._save()
+        return self._final()
+
+    def _stop_reason(self, test: dict) -> str | None:
+        cfg = self.cfg
+        key = "test_acc" if cfg.accuracy == "macro" else "test_acc_micro"
+        accs = [row[key] for row in self.history]
+        if cfg.early_stop_acc > 0 and accs[-1] >= cfg.early_stop_acc:
+            return "early_stop_acc"
+        if cfg.patience > 0 and len(accs) > cfg.patience and max(accs[-cfg.patience:]) <= max(accs[:-cfg.patience]):
+            return "patience"
+        if self.epoch >= cfg.max_epochs:
+            return "max_epochs"
+        return None
+
+    def _final(self) -> dict:
+        last = {"epoch": self.epoch, **self._both_splits()}
+        if self.cfg.select == "best_test_ppl" and self.best["state"] is not None:
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best["state"])
+            selected = {"epoch": self.best["epoch"], **self._both_splits()}
+            self.model.load_state_dict(current)
+        else:
+            selected = last
+        steps = sum(row["steps"] for row in self.history)
+        train_s = sum(row["train_s"] for row in self.history)
+        return {"last": last, "selected": selected, "epochs": self.epoch, "stopped": self.stopped,
+                "steps": steps, "train_s": train_s, "eval_s": sum(row["eval_s"] for row in self.history),
+                "steps_per_s": steps / train_s if train_s > 0 else None}
+
+    def _both_splits(self) -> dict:
+        out = {}
+        for name, split in (("train", self.train), ("test", self.test)):
+            out.update({f"{name}_{k}": v for k, v in self.evaluate(split).items()})
+        return out
+
+    def _save(self) -> None:
+        state = {"fingerprint": self.fingerprint, "epoch": self.epoch, "stopped": self.stopped,
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
+                 "rng": _rng_state()}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_text(self.out / HISTORY, pd.DataFrame(self.history).to_csv(index=False))
+        atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{path}: checkpoint belongs to another run (config or data differ); "
+                             f"use a fresh --out or delete the folder")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.stopped, self.best, self.history = (state["epoch"], state["stopped"], state["best"],
+                                                             state["history"])
+        _set_rng_state(state["rng"])
