@@ -1,0 +1,179 @@
+"""MAD's two backbones (tasks.md §1.1, §1.6): the language model and the compression AutoEncoder.
+
+Glossary: B batch, T time, D model width, V vocabulary.
+Both build a stack of pre-norm residual sub-layers `x <- x + layer(norm(x))` alternating a sequence mixer
+(from `registry`) and a channel mixer (SwiGLU by default), and keep MAD's initialisation.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import registry
+
+NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
+
+
+class SwiGLU(nn.Module):
+    """MAD's SwiGLU: `w3(silu(w1 x) * w2 x)`, inner width int(8D/3) rounded up to a multiple of 16, no biases."""
+
+    def __init__(self, d_model, multiple_of=16):
+        super().__init__()
+        inner = int(2 * d_model * 4 / 3)
+        inner = multiple_of * ((inner + multiple_of - 1) // multiple_of)
+        self.w1 = nn.Linear(d_model, inner, bias=False)
+        self.w2 = nn.Linear(d_model, inner, bias=False)
+        self.w3 = nn.Linear(inner, d_model, bias=False)
+
+    def forward(self, x):
+        return self.w3(F.silu(self.w1(x)) * self.w2(x))
+
+
+class MLP(nn.Module):
+    """MAD's MLP: Linear(D, 4D) -> tanh-GELU -> Linear(4D, D), with biases."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.fc = nn.Linear(d_model, 4 * d_model)
+        self.proj = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+
+
+CHANNEL_MIXERS = {"swiglu": SwiGLU, "mlp": MLP}
+
+
+class Residual(nn.Module):
+    """Pre-norm residual sub-layer: `x + layer(norm(x))`."""
+
+    def __init__(self, norm, layer):
+        super().__init__()
+        self.norm, self.layer = norm, layer
+
+    def forward(self, x):
+        return x + self.layer(self.norm(x))
+
+
+def sincos_positions(length, dim):
+    """MAD's fixed sinusoidal table `[length, dim]`: sin then cos halves, frequencies 10000^(-i/(dim/2-1))."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000) / max(half - 1, 1)))
+    angle = torch.arange(length, dtype=torch.float)[:, None] * freq[None]
+    table = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    return F.pad(table, (0, dim % 2))
+
+
+class LanguageModel(nn.Module):
+    """Embedding -> [pre-norm residual sub-layers] -> norm -> unembedding. tokens `[B, T]` -> logits `[B, T, V]`.
+
+    MAD init: embedding ~ N(0, 0.02²); every Linear bias in the model (mixers too) zeroed unless it carries
+    `_no_reinit`; Linear weights keep their own init.
+    """
+
+    def __init__(self, layers, vocab_size, d_model, norm="layernorm"):
+        super().__init__()
+        self.token_embeds = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
+        self.norm = NORMS[norm](d_model)
+        self.unembed = nn.Linear(d_model, vocab_size)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear) and m.bias is not None and not getattr(m.bias, "_no_reinit", False):
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, tokens):
+        x = self.token_embeds(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.unembed(self.norm(x))
+
+
+class AutoEncoder(nn.Module):
+    """MAD's compression model: encoder stack, pool the last position, then decode every position p from
+    `code + pos(p)` with a fixed MLP (norm, Linear, GELU, norm, Linear, GELU) and a norm + unembedding.
+
+    positions: "sincos" (MAD: none in the encoder, fixed sinusoids in the decoder) or "learned" (the paper's
+    fork: one learned table added to the encoder input and to the decoder input).
+    reinit_mixers: MAD's init hook redraws every Linear weight ~ N(0, 0.02²) and zeroes every bias, the
+    mixers' included (True, MAD's behaviour); False restores each sequence mixer's own init afterwards.
+    """
+
+    def __init__(self, layers, vocab_size, d_model, seq_len, norm="layernorm", positions="sincos",
+                 reinit_mixers=True):
+        super().__init__()
+        if positions not in ("sincos", "learned"):
+            raise ValueError(f"positions: got {positions!r}; allowed: sincos, learned")
+        self.positions = positions
+        self.token_embeds = nn.Embedding(vocab_size, d_model)
+        if positions == "learned":
+            self.pos_embeds = nn.Embedding(seq_len, d_model)
+        else:
+            self.register_buffer("dec_positions", sincos_positions(seq_len, d_model), persistent=False)
+        self.encoder = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
+        self.decoder = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
+                                     NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU())
+        self.unembed = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, vocab_size))
+        mixers = [layer for layer in layers if not isinstance(layer, tuple(CHANNEL_MIXERS.values()))]
+        kept = [{k: v.clone() for k, v in mixer.state_dict().items()} for mixer in mixers]
+        self.apply(self._init_weights)
+        if not reinit_mixers:
+            for mixer, state in zip(mixers, kept):
+                mixer.load_state_dict(state)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def encode(self, tokens):
+        """tokens `[B, T]` -> code `[B, D]` (the last position's hidden state)."""
+        x = self.token_embeds(tokens)
+        if self.positions == "learned":
+            x = x + self.pos_embeds.weight[: tokens.shape[1]]
+        for layer in self.encoder:
+            x = layer(x)
+        return x[:, -1]
+
+    def decode(self, code, length):
+        """code `[B, D]` -> logits `[B, length, V]`."""
+        pos = self.pos_embeds.weight[:length] if self.positions == "learned" else self.dec_positions[:length]
+        return self.unembed(self.decoder(code[:, None] + pos))
+
+    def forward(self, tokens):
+        return self.decode(self.encode(tokens), tokens.shape[1])
+
+
+def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backbone="lm",
+                channel_mixer="swiglu", norm="layernorm", positions="sincos", reinit_mixers=True, **mixer_options):
+    """int64 tokens `[B, T]` -> logits `[B, T, V]`: `n_layers` blocks of [mixer, channel mixer] in a MAD backbone.
+
+    backbone "lm" or "autoencoder" (compression); `positions` and `reinit_mixers` apply to the AutoEncoder.
+    `mixer_options` go to the mixer's constructor under its own names (e.g. `norm`, `backend` for H-LRU).
+    Bad names or values raise ValueError naming them.
+    """
+    for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
+                              ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
+                              ("norm", norm, tuple(NORMS))):
+        if val not in allowed:
+            raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
+    for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
+                     ("n_layers", n_layers)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{key}: got {val!r}; must be a positive int")
+    entry = registry[arch]
+    layers = []
+    for _ in range(n_layers):
+        layers += [entry.build(d_model, width, **mixer_options), CHANNEL_MIXERS[channel_mixer](d_model)]
+    if backbone == "lm":
+        return LanguageModel(layers, vocab_size, d_model, norm)
+    return AutoEncoder(layers, vocab_size, d_model, seq_len, norm, positions, reinit_mixers)

@@ -1,0 +1,24 @@
+"""LSTM mixer as the paper's fork wraps it: `nn.LSTM(D -> hidden)`, zero initial state, bias-free output Linear."""
+from torch import nn
+
+from .common import check_positive
+
+
+class LSTM(nn.Module):
+    """x `[B, T, D]` -> `[B, T, D]`. State (h, c), each `[B, hidden]`: state size 2 * hidden."""
+
+    def __init__(self, d_model, hidden):
+        super().__init__()
+        check_positive(d_model=d_model, hidden=hidden)
+        self.hidden = hidden
+        self.state_size = 2 * hidden
+        self.lstm = nn.LSTM(d_model, hidden, batch_first=True)
+        self.proj_out = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x):
+        return self.proj_out(self.lstm(x)[0])
+
+    def step(self, x_t, state=None):
+        """One token: x_t `[B, D]`, state (h, c) `[1, B, hidden]` each or None -> (y_t `[B, D]`, state)."""
+        y, state = self.lstm(x_t[:, None], state)
+        return self.proj_out(y[:, 0]), state
