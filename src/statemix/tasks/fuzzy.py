@@ -59,6 +59,18 @@ def _draw(rng, offsets, sizes):
     return offsets[sizes - 1] + rng.integers(0, offsets[sizes] - offsets[sizes - 1])
 
 
+def _first_slot(keys: np.ndarray) -> np.ndarray:
+    """For each ``[n, S]`` entry, the first slot of its row holding the same key."""
+    order = np.argsort(keys, axis=1, kind="stable")
+    ranked = np.take_along_axis(keys, order, axis=1)
+    starts = np.ones(ranked.shape, dtype=bool)
+    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    pos = np.maximum.accumulate(np.where(starts, np.arange(keys.shape[1]), 0), axis=1)
+    first = np.empty_like(order)
+    np.put_along_axis(first, order, np.take_along_axis(order, pos, axis=1), axis=1)
+    return first
+
+
 def generate_fuzzy_in_context_recall(rng, n, split, vocab_size, seq_len, k_motif_size,
                                      v_motif_size):
     """Fuzzy recall: ``(inputs, targets)`` int64 ``[n, seq_len]``."""
@@ -83,12 +95,13 @@ def generate_fuzzy_in_context_recall(rng, n, split, vocab_size, seq_len, k_motif
     sk = _draw(rng, koff, key_sizes((n, slots)))
     sv = _draw(rng, voff, rng.integers(1, M + 1, size=(n, slots)))
 
+    first = _first_slot(sk)  # per example, keys are tracked by the slot of their first draw
     width = L + 1
     buf = np.full((n, width), pad, dtype=np.int64)
     tgt = np.full((n, width), IGNORE, dtype=np.int64)
     length = np.zeros(n, dtype=np.int64)
-    added = np.zeros(n, dtype=bool)
-    value_of = np.full((n, len(ktab)), -1, dtype=np.int64)
+    added = np.zeros(n, dtype=bool)  # the probe pair has been shown
+    value_of = np.full((n, slots), -1, dtype=np.int64)
     for j in range(slots):
         active = length < bound
         if not active.any():
@@ -97,21 +110,21 @@ def generate_fuzzy_in_context_recall(rng, n, split, vocab_size, seq_len, k_motif
         r = rows[insert]
         write_tuples(buf, r, length[r], ktab, pk[r])
         write_tuples(buf, r, length[r] + klen[pk[r]], vtab, pv[r])
-        value_of[r, pk[r]] = pv[r]
-        added |= insert
         length[r] += plen[r]
 
         r = rows[active & ~insert]
-        k = sk[r, j]
-        known = value_of[r, k]
-        v = np.where(k == pk[r], pv[r], np.where(known >= 0, known, sv[r, j]))
-        added[r] |= k == pk[r]
+        k, slot = sk[r, j], first[r, j]
+        is_probe = k == pk[r]
+        known = np.where(is_probe, np.where(added[r], pv[r], -1), value_of[r, slot])
+        v = np.where(is_probe, pv[r], np.where(known >= 0, known, sv[r, j]))
         write_tuples(buf, r, length[r], ktab, k)
         vstart = length[r] + klen[k]
         write_tuples(buf, r, vstart, vtab, v)
         shown = known >= 0
         write_tuples(tgt, r[shown], vstart[shown], vtab, v[shown])
-        value_of[r, k] = v
+        value_of[r[~is_probe], slot[~is_probe]] = v[~is_probe]
+        added |= insert
+        added[r] |= is_probe
         length[r] += klen[k] + vlen[v]
 
     write_tuples(buf, rows, length, ktab, pk)
