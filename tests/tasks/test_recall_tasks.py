@@ -1,6 +1,8 @@
 """Recall tasks: an independent rule-based solver must score 100% on every scored position."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statemix.tasks import IGNORE, TASKS, make_dataset
 
@@ -64,6 +66,7 @@ CASES = [
     ("noisy-in-context-recall", dict(frac_noise=0.8, seq_len=32)),
     ("fuzzy-in-context-recall", {}),
     ("fuzzy-in-context-recall", dict(vocab_size=24, seq_len=64, k_motif_size=2)),
+    ("fuzzy-in-context-recall", dict(vocab_size=64, seq_len=256)),
 ]
 
 
@@ -113,3 +116,34 @@ def test_fuzzy_test_keys_have_full_length():
         starts = np.flatnonzero(is_key & ~np.r_[False, is_key[:-1]])
         ends = np.flatnonzero(is_key & ~np.r_[is_key[1:], False])
         assert ((ends - starts + 1) == 3).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(vocab=st.integers(2, 40), noise=st.integers(0, 8), frac=st.sampled_from([0.0, 0.3, 0.9]),
+       pairs=st.integers(2, 40), split=st.sampled_from(["train", "test"]), seed=st.integers(0, 99))
+def test_recall_solver_over_random_settings(vocab, noise, frac, pairs, split, seed):
+    params = dict(vocab_size=vocab + noise, seq_len=2 * pairs, noise_vocab_size=noise,
+                  frac_noise=frac if noise else 0.0)
+    x, y = make_dataset("noisy-in-context-recall", 20, seed, split, **params)
+    preds = _pair_solver("noisy-in-context-recall", params)(x)
+    if split == "test":
+        np.testing.assert_array_equal(preds, y)
+    else:
+        np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+        np.testing.assert_array_equal(preds[preds != IGNORE], y[preds != IGNORE])
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 3), m=st.integers(1, 3), extra=st.integers(0, 6), slack=st.integers(1, 60),
+       split=st.sampled_from(["train", "test"]), seed=st.integers(0, 99))
+def test_fuzzy_solver_over_random_settings(k, m, extra, slack, split, seed):
+    vocab = 2 * max(k, m) + 1 + extra
+    params = dict(vocab_size=vocab, seq_len=2 * (k + m) + slack, k_motif_size=k, v_motif_size=m)
+    x, y = make_dataset("fuzzy-in-context-recall", 20, seed, split, **params)
+    preds = solve_fuzzy(x, vocab)
+    assert x.shape == (20, params["seq_len"])
+    if split == "test":
+        np.testing.assert_array_equal(preds, y)
+    else:
+        np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+        np.testing.assert_array_equal(preds[preds != IGNORE], y[preds != IGNORE])
