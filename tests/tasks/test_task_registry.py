@@ -103,3 +103,12 @@ def test_bad_arguments_name_key_value_and_allowed(call, words):
         call()
     for word in words:
         assert word in str(err.value)
+
+
+def test_generation_benchmark_writes_table(tmp_path):
+    from statemix.tasks import bench
+
+    bench.main(["--repeats", "1", "--out", str(tmp_path / "gen")])
+    text = (tmp_path / "gen.md").read_text()
+    assert all(f"| {t} | train |" in text and f"| {t} | test |" in text for t in TASKS)
+    assert "CPU:" in text and (tmp_path / "gen.json").exists()

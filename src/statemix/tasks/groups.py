@@ -54,8 +54,8 @@ def cayley(n: int) -> np.ndarray:
     el = elements(n)
     composed = np.take_along_axis(el[:, None, :].repeat(len(el), 1),
                                   el[None, :, :].repeat(len(el), 0), axis=2)
-    code = lambda x: x @ (n ** np.arange(n - 1, -1, -1))  # lexicographic = numeric order
-    return np.searchsorted(code(el), code(composed))
+    weights = n ** np.arange(n - 1, -1, -1)  # base-n code: lexicographic = numeric order
+    return np.searchsorted(el @ weights, composed @ weights)
 
 
 def prefix_products(tokens: np.ndarray, n: int) -> np.ndarray:
