@@ -30,6 +30,9 @@ class ModelConfig:
     d_model: int
     n_layers: int
     backbone: str
+    channel_mixer: str
+    norm: str
+    backend: str
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ _SECTION_TYPES = typing.get_type_hints(Config)
 
 CHOICES = {
     "model.backbone": ("auto", "lm", "autoencoder"),
+    "model.channel_mixer": ("swiglu", "mlp"),
+    "model.norm": ("softmax", "sigmoid", "relu", "tanh", "linear", "none"),
+    "model.backend": ("auto", "reference", "scan", "triton"),
     "train.schedule": ("cosine", "constant"),
     "train.accuracy": ("macro", "micro"),
     "train.select": ("best_test_ppl", "last"),
@@ -212,6 +218,13 @@ def validate(config: Config) -> None:
     for key in ("train.beta1", "train.beta2"):
         if not 0 <= flat[key] < 1:
             raise ValueError(f"{key}: got {flat[key]!r}; must be in [0, 1)")
+
+
+def default_value(key: str):
+    """The value of `section.key` in params/default.yaml."""
+    section, name = key.split(".")
+    with open(DEFAULT_PATH) as f:
+        return yaml.safe_load(f)[section][name]
 
 
 def to_dict(config: Config) -> dict:

@@ -123,7 +123,7 @@ class Trainer:
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
                                reduction=reduction)
 
-    def _train_epoch(self) -> dict:
+    def train_epoch(self) -> dict:
         """One pass over shuffled train batches; returns device tensors (no host sync)."""
         cfg, data = self.cfg, self.train
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
@@ -185,7 +185,7 @@ class Trainer:
         cfg = self.cfg
         while self.stopped is None:
             t0 = time.perf_counter()
-            run = self._train_epoch()
+            run = self.train_epoch()
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()

@@ -1,0 +1,183 @@
+"""Train one architecture x width on one task: `python -m statemix.train --task T --arch A --width W --seed S
+--data DIR --out DIR [--params FILE ...] [--set section.key=value ...]`.
+
+Writes OUT/config.yaml (resolved config) first, OUT/checkpoint.pt and OUT/history.csv every epoch, and
+OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged).
+Re-running the same command resumes from the checkpoint; a complete folder is left as it is.
+Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed").
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from statemix import config as config_mod
+from statemix import data as data_stage
+from statemix.io import atomic_write_text
+from statemix.trainer import Diverged, Split, Trainer, peak_memory, resolve_device, resolve_precision, seed_everything
+
+EXIT_DIVERGED = 3
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m statemix.train", description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True, help="task name (statemix.tasks.TASKS); must match the data")
+    p.add_argument("--arch", required=True, help="architecture (statemix.models.registry)")
+    p.add_argument("--width", required=True, help="mixer width (channels / blocks / hidden size)")
+    p.add_argument("--seed", default=None, help="training seed (default: train.seed)")
+    p.add_argument("--data", required=True, help="dataset folder holding train/ and test/")
+    p.add_argument("--out", required=True, help="result folder")
+    p.add_argument("--params", action="append", default=[], help="params YAML file(s) applied over default.yaml")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> config_mod.Config:
+    """default.yaml, then --params files, then --set, then the run-identity flags; registries checked."""
+    flags = [f"data.task={args.task}", f"model.arch={args.arch}", f"model.width={args.width}",
+             f"data.dir={args.data}"] + ([f"train.seed={args.seed}"] if args.seed is not None else [])
+    cfg = config_mod.load(args.params, list(args.overrides) + flags)
+    from statemix.models import registry
+    from statemix.tasks import TASKS
+    if cfg.data.task not in TASKS:
+        raise ValueError(f"--task: unknown task {cfg.data.task!r}; allowed: {sorted(TASKS)}")
+    if cfg.model.arch not in registry:
+        raise ValueError(f"--arch: unknown architecture {cfg.model.arch!r}; allowed: {sorted(registry)}")
+    return cfg
+
+
+def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read one split written by `python -m statemix.data` (sha256-checked) and check it holds `task`."""
+    inputs, targets, manifest = data_stage.load(folder)
+    if manifest["task"] != task:
+        raise ValueError(f"--data: {str(folder)!r} holds task {manifest['task']!r}, but --task is {task!r}")
+    return inputs, targets, manifest
+
+
+def provenance(device: torch.device, manifests: dict, out: Path) -> dict:
+    """Who/what/where of a run: recorded in metrics.json and turned into MLflow tags."""
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", "-C", str(_ROOT), *cmd], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    try:
+        from importlib.metadata import version
+        triton = version("triton")
+    except Exception:
+        triton = None
+    if device.type == "cuda":
+        hardware = f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
+    else:
+        hardware = f"{platform.processor() or platform.machine()} cpu x{os.cpu_count()}"
+    hashes = {f"{split}.{name}": m["sha256"][name] for split, m in manifests.items() for name in ("inputs", "targets")}
+    return {"git_commit": git("rev-parse", "HEAD") or None,
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "dataset_sha256": hashlib.sha256("".join(hashes[k] for k in sorted(hashes)).encode()).hexdigest(),
+            "dataset": hashes, "hardware": hardware, "host": platform.node(), "torch": torch.__version__,
+            "triton": triton, "python": platform.python_version(), "out_dir": str(out.resolve())}
+
+
+def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:
+    """build_model, passing the mixer options (gate norm, op backend) that differ from their defaults;
+    an option the architecture does not take must stay at its default."""
+    from statemix.models import build_model, registry
+    accepted = inspect.signature(registry[cfg.model.arch].factory).parameters
+    options = {}
+    for key in ("norm", "backend"):
+        value, default = getattr(cfg.model, key), config_mod.default_value(f"model.{key}")
+        if value == default:
+            continue
+        if key not in accepted:
+            raise ValueError(f"model.{key}: got {value!r}, but {cfg.model.arch} has no such option; "
+                             f"leave it at {default!r}")
+        options[key] = value
+    return build_model(cfg.model.arch, cfg.model.width, vocab_size, seq_len, d_model=cfg.model.d_model,
+                       n_layers=cfg.model.n_layers, backbone=backbone, channel_mixer=cfg.model.channel_mixer,
+                       **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    cfg = resolve_config(args)
+    out = Path(args.out)
+    if (out / "metrics.json").exists():
+        status = json.loads((out / "metrics.json").read_text())["status"]
+        print(f"{out}: complete already (status {status}); nothing to do")
+        return 0 if status == "ok" else EXIT_DIVERGED
+    data = Path(cfg.data.dir)
+    train_np, test_np = (load_split(data / split, cfg.data.task) for split in ("train", "test"))
+    manifest = train_np[2]
+    if cfg.track.enabled:
+        from statemix import track
+        track.check(cfg.track.experiment, track.tracking_uri(cfg.track.uri))
+    device = resolve_device(cfg.train.device)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", config_mod.dump(cfg))
+    backbone = manifest["backbone"] if cfg.model.backbone == "auto" else cfg.model.backbone
+
+    from statemix.models import registry
+    seed_everything(cfg.train.seed)
+    seq_len = max(train_np[2]["seq_len"], test_np[2]["seq_len"])
+    model = make_model(cfg, manifest["vocab_size"], seq_len, backbone).to(device)
+    splits = [Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y, _ in (train_np, test_np)]
+    manifests = {"train": train_np[2], "test": test_np[2]}
+    flat = config_mod.flatten(cfg)
+    fingerprint = {"config": {k: v for k, v in flat.items() if not k.startswith("track.") and k != "data.dir"},
+                   "data": {s: m["sha256"] for s, m in manifests.items()}, "device": device.type}
+    trainer = Trainer(model, *splits, manifest["vocab_size"], cfg.train, out, device, fingerprint)
+    metrics = {"status": "ok", "error": None, "task": cfg.data.task, "arch": cfg.model.arch,
+               "width": cfg.model.width, "seed": cfg.train.seed, "experiment": cfg.track.experiment,
+               "backbone": backbone, "device": device.type, "precision": resolve_precision(cfg.train.precision, device),
+               "params_total": sum(p.numel() for p in model.parameters()),
+               "params_mixer_layer": registry[cfg.model.arch].param_count(cfg.model.d_model, cfg.model.width),
+               "state_size": cfg.model.width * cfg.model.n_layers}
+    code = 0
+    try:
+        result = trainer.fit()
+        selected = result.pop("selected")
+        metrics.update({"selected_epoch": selected.pop("epoch"), "select": cfg.train.select, **selected,
+                        "last": result.pop("last"), **result})
+    except Diverged as err:
+        print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr)
+        metrics.update({"status": "failed", "error": str(err), "epochs": trainer.epoch})
+        code = EXIT_DIVERGED
+    memory, kind = peak_memory(device)
+    metrics.update({"wall_time_s": time.perf_counter() - start, "peak_memory_bytes": memory,
+                    "peak_memory_kind": kind, "provenance": provenance(device, manifests, out)})
+    history_csv = (out / "history.csv").read_text() if (out / "history.csv").exists() else ""
+    if code and trainer.history:
+        import pandas as pd
+        history_csv = pd.DataFrame(trainer.history).to_csv(index=False)
+        atomic_write_text(out / "history.csv", history_csv)
+    metrics_text = json.dumps(metrics, indent=2, allow_nan=True) + "\n"
+    if cfg.track.enabled:
+        from statemix import track
+        track.log_run(out, cfg, metrics_text, history_csv)
+    atomic_write_text(out / "metrics.json", metrics_text)
+    return code
+
+
+def main(argv=None) -> int:
+    try:
+        return run(parse_args(argv))
+    except ValueError as err:
+        print(f"statemix.train: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
