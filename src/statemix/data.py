@@ -53,6 +53,7 @@ def build_manifest(task, split, seed, params, inputs, targets) -> dict:
         "ignore_index": IGNORE,
         "num_scored": int((targets != IGNORE).sum()),
         "sha256": {"inputs": sha256_array(inputs), "targets": sha256_array(targets)},
+        "numpy_version": np.__version__,  # Generator streams are fixed per numpy version
     }
 
 
