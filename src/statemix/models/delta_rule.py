@@ -48,6 +48,7 @@ def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, c
     Bsz, T, H, K = q.shape
     Vd = v.shape[-1]
     scale = K ** -0.5 if scale is None else scale
+    chunk_size = min(chunk_size, T)
     pad = (-T) % chunk_size
     q, k, v = (F.pad(acc(t), (0, 0, 0, 0, 0, pad)) for t in (q, k, v))
     g, beta = (F.pad(acc(t), (0, 0, 0, pad)) for t in (g, beta))

@@ -75,11 +75,12 @@ class LRUComplex(nn.Module):
 
     def _inputs(self, x):
         """γ ⊙ (B x): x `[..., D]` -> `[..., N]` complex."""
-        Bx = torch.complex(x.float() @ self.B_re.T, x.float() @ self.B_im.T)
+        x = x.to(self.B_re.dtype)
+        Bx = torch.complex(x @ self.B_re.T, x @ self.B_im.T)
         return Bx * torch.exp(self.gamma_log)
 
     def _readout(self, h, x):
-        return (h.real @ self.C_re.T - h.imag @ self.C_im.T + self.D * x.float()).to(x.dtype)
+        return (h.real @ self.C_re.T - h.imag @ self.C_im.T + self.D * x.to(self.D.dtype)).to(x.dtype)
 
     def forward(self, x):
         """x `[B, T, D]` -> `[B, T, D]`."""

@@ -38,6 +38,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, chunk_size=64):
     """Chunked SSD (quadratic inside a chunk, a state passed between chunks); same contract as `ssd_ref`."""
     dtype = x.dtype
     Bsz, T, H, P = x.shape
+    chunk_size = min(chunk_size, T)
     pad = (-T) % chunk_size
     x, dt, B, C = (F.pad(acc(t), (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, B, C))
     n, L = (T + pad) // chunk_size, chunk_size

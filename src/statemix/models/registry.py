@@ -9,7 +9,7 @@ Width is the recurrent state per layer, counted in real scalars, converted to ea
 | lru-complex | N = W / 2 complex channels | even |
 | lstm | hidden = W / 2 (h and c) | even |
 | mamba2 | d_state 4, headdim 8, d_inner = W / 4 | multiple of 32 |
-| gdn, dproduct, dproduct-h4 | H heads of K×K state, W = H·K², H first of 4, 2, 8, 1 | H·K² with K ≥ 2 |
+| gdn, dproduct, dproduct-h4 | H heads of K×K state, W = H·K², H first of 4, 2, 1 | H·K² with K ≥ 2 |
 
 Short-convolution buffers (mamba2, gdn, dproduct) are not counted: they hold inputs, not recurrent state.
 """
@@ -28,7 +28,7 @@ from .lstm import LSTM
 from .mamba2 import Mamba2
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
-GDN_HEADS = (4, 2, 8, 1)
+GDN_HEADS = (4, 2, 1)
 
 
 def multiple_of(unit, key, make):
@@ -117,7 +117,7 @@ def _entries():
     yield Arch("lstm", "torch LSTM + output projection", "even", multiple_of(2, "hidden", {}), LSTM)
     yield Arch("mamba2", "Mamba2 (SSD), d_state 4, headdim 8", "multiples of 32",
                lambda w: None if w % 32 else {"d_inner": w // 4, "d_state": 4, "headdim": 8}, Mamba2)
-    rule = "H·K² with H in (4, 2, 8, 1) and K >= 2"
+    rule = "H·K² with H in (4, 2, 1) and K >= 2"
     yield Arch("gdn", "Gated DeltaNet, β in [0, 2]", rule, square_heads, GatedDeltaNet)
     for n_h, suffix in ((2, ""), (4, "-h4")):
         yield Arch(f"dproduct{suffix}", f"Gated DeltaProduct, {n_h} Householder steps, β in [0, 2]", rule,

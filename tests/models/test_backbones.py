@@ -1,0 +1,116 @@
+"""MAD backbones: shapes, MAD's init (and its AutoEncoder pitfall), positions, and one training step per arch."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from statemix.models import AutoEncoder, build_model, registry
+from statemix.models.backbones import SwiGLU, sincos_positions
+
+
+def test_swiglu_inner_width():
+    """MAD: int(2·128·4/3) = 341, rounded up to a multiple of 16 = 352."""
+    assert SwiGLU(128).w1.out_features == 352
+
+
+def test_sincos_hand_worked():
+    table = sincos_positions(3, 4)  # half = 2, frequencies 1 and 10000^-1
+    expected = torch.tensor([[0.0, 0.0, 1.0, 1.0],
+                             [math.sin(1), math.sin(1e-4), math.cos(1), math.cos(1e-4)],
+                             [math.sin(2), math.sin(2e-4), math.cos(2), math.cos(2e-4)]])
+    torch.testing.assert_close(table, expected)
+
+
+def test_language_model_layout_and_init():
+    torch.manual_seed(0)
+    model = build_model("hlru-m2", 64, vocab_size=16, seq_len=32, d_model=32, n_layers=2)
+    assert len(model.layers) == 4 and isinstance(model.layers[1].layer, SwiGLU)
+    assert all(isinstance(block.norm, nn.LayerNorm) for block in model.layers)
+    assert abs(model.token_embeds.weight.std().item() - 0.02) < 0.005
+    biases = [m.bias for m in model.modules() if isinstance(m, nn.Linear) and m.bias is not None]
+    assert biases and all((b == 0).all() for b in biases)
+    logits = model(torch.randint(0, 16, (3, 10)))
+    assert logits.shape == (3, 10, 16)
+
+
+def test_language_model_is_causal():
+    torch.manual_seed(0)
+    model = build_model("gdn", 64, vocab_size=12, seq_len=16, d_model=16)
+    tokens = torch.randint(0, 12, (2, 9))
+    changed = tokens.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 12
+    torch.testing.assert_close(model(changed)[:, :6], model(tokens)[:, :6])
+
+
+def test_autoencoder_decodes_every_position_from_last_state():
+    torch.manual_seed(0)
+    model = build_model("lstm", 64, vocab_size=16, seq_len=12, d_model=16, backbone="autoencoder")
+    tokens = torch.randint(0, 16, (2, 12))
+    logits = model(tokens)
+    assert logits.shape == (2, 12, 16)
+    code = model.encode(tokens)
+    torch.testing.assert_close(logits, model.decode(code, 12))
+    changed = tokens.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 16
+    assert not torch.allclose(model(changed)[:, 5], logits[:, 5]), "early tokens must reach every output"
+
+
+def test_autoencoder_reinit_pitfall():
+    """MAD's hook redraws the mixers' Linear weights ~ N(0, 0.02²); reinit_mixers=False keeps the mixer init."""
+    kwargs = dict(vocab_size=16, seq_len=8, d_model=64, backbone="autoencoder")
+    torch.manual_seed(0)
+    mad = build_model("mamba2", 512, **kwargs)
+    assert abs(mad.encoder[0].layer.in_proj.weight.std().item() - 0.02) < 0.002
+    torch.manual_seed(0)
+    kept = build_model("mamba2", 512, reinit_mixers=False, **kwargs)
+    torch.manual_seed(0)
+    fresh = registry["mamba2"].build(64, 512)
+    torch.testing.assert_close(kept.encoder[0].layer.in_proj.weight, fresh.in_proj.weight)
+    assert kept.encoder[1].layer.w1.weight.std().item() == pytest.approx(0.02, abs=0.003)
+
+
+def test_autoencoder_learned_positions():
+    torch.manual_seed(0)
+    model = build_model("lru", 32, vocab_size=8, seq_len=6, d_model=16, backbone="autoencoder",
+                        positions="learned")
+    assert isinstance(model, AutoEncoder) and model.pos_embeds.weight.shape == (6, 16)
+    model(torch.randint(0, 8, (2, 6))).sum().backward()
+    assert model.pos_embeds.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("backbone", "seq2seq", "lm, autoencoder"), ("norm", "batchnorm", "layernorm, rmsnorm"),
+    ("channel_mixer", "moe", "swiglu, mlp"), ("n_layers", 0, "positive int"), ("positions", "rope", "sincos"),
+])
+def test_bad_arguments_named(key, value, allowed):
+    kwargs = dict(vocab_size=8, seq_len=6, d_model=16, backbone="autoencoder")
+    kwargs[key] = value
+    with pytest.raises(ValueError, match=rf"{key}: got {value!r}.*{allowed}"):
+        build_model("lru", 32, **kwargs)
+
+
+TRAIN_CASES = [(name, w) for name in sorted(registry) for w in registry[name].widths[:2]]
+
+
+@pytest.mark.parametrize("name,width", TRAIN_CASES, ids=[f"{n}-w{w}" for n, w in TRAIN_CASES])
+def test_one_training_step(name, width):
+    """One AdamW step on a fixed batch lowers that batch's loss and updates every mixer."""
+    torch.manual_seed(0)
+    model = build_model(name, width, vocab_size=10, seq_len=12, d_model=16, n_layers=2)
+    tokens = torch.randint(0, 10, (4, 12))
+    targets = torch.roll(tokens, -1, dims=1)
+    targets[:, -1] = -100
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def loss_fn():
+        return nn.functional.cross_entropy(model(tokens).flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    before = loss_fn()
+    before.backward()
+    mixer = model.layers[0].layer
+    start = [p.detach().clone() for p in mixer.parameters()]
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(start, mixer.parameters()))
+    with torch.no_grad():
+        assert loss_fn() < before
