@@ -1,0 +1,124 @@
+"""Public H-LRU / BD-LRU ops: argument checks, then the chosen backend."""
+import os
+
+import torch
+
+from .naive import bdlru_ref, hlru_ref
+from .norm import NORMS
+from .scan import bdlru_scan, hlru_scan
+
+BACKENDS = ("auto", "reference", "scan", "triton")
+DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+SCAN_MIN_T = 32
+
+
+def _names(items):
+    return ", ".join(str(i) for i in items)
+
+
+def triton_usable(x: torch.Tensor) -> bool:
+    """True when the Triton kernels can run on `x`: a CUDA tensor, or the CPU interpreter."""
+    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    try:
+        import statemix.ops.triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check(logits, v, norm, backend, initial_state, block):
+    if norm not in NORMS:
+        raise ValueError(f"norm: got {norm!r}; allowed: {_names(NORMS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: got {backend!r}; allowed: {_names(BACKENDS)}")
+    for name, x in (("logits", logits), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dtype not in DTYPES:
+            raise ValueError(f"{name}: dtype {x.dtype} is not supported; allowed: {_names(DTYPES)}")
+    if v.dtype != logits.dtype:
+        raise ValueError(f"v: dtype {v.dtype} differs from logits dtype {logits.dtype}; they must match")
+    if v.device != logits.device:
+        raise ValueError(f"v: on {v.device} but logits on {logits.device}; they must share a device")
+    if block:
+        want = "[B, T, N, M, M+1]"
+        ok = logits.dim() == 5 and logits.shape[-1] == logits.shape[-2] + 1 and logits.shape[-2] >= 1
+    else:
+        want = "[B, T, N, M+1] with M >= 1"
+        ok = logits.dim() == 4 and logits.shape[-1] >= 2
+    if not ok:
+        raise ValueError(f"logits: shape {tuple(logits.shape)} is not {want}")
+    B, T, N = logits.shape[:3]
+    M = logits.shape[-1] - 1
+    v_shape = (B, T, N, M) if block else (B, T, N)
+    if tuple(v.shape) != v_shape:
+        raise ValueError(f"v: shape {tuple(v.shape)} does not match logits {tuple(logits.shape)}; expected {v_shape}")
+    if initial_state is not None:
+        if not isinstance(initial_state, torch.Tensor) or not initial_state.is_floating_point():
+            raise ValueError("initial_state: expected a floating-point torch.Tensor or None")
+        if tuple(initial_state.shape) != (B, N, M):
+            raise ValueError(f"initial_state: shape {tuple(initial_state.shape)}; expected {(B, N, M)}")
+        if initial_state.device != logits.device:
+            raise ValueError(f"initial_state: on {initial_state.device} but logits on {logits.device}")
+
+
+def resolve_backend(backend: str, x: torch.Tensor) -> str:
+    """Map `auto` to the fastest correct backend for `x`'s device and length."""
+    if backend == "triton" and not triton_usable(x):
+        raise ValueError(
+            f"backend: 'triton' needs a CUDA tensor (or TRITON_INTERPRET=1) and triton; got a tensor on {x.device}"
+        )
+    if backend != "auto":
+        return backend
+    if x.is_cuda and triton_usable(x):
+        return "triton"
+    return "scan" if x.shape[1] >= SCAN_MIN_T else "reference"
+
+
+def _run(block, logits, v, norm, backend, initial_state, output_final_state):
+    _check(logits, v, norm, backend, initial_state, block)
+    backend = resolve_backend(backend, logits)
+    if backend == "triton":
+        from statemix.ops.triton import bdlru_triton, hlru_triton
+        out, final = (bdlru_triton if block else hlru_triton)(logits, v, norm, initial_state, output_final_state)
+    else:
+        fns = {"reference": (hlru_ref, bdlru_ref), "scan": (hlru_scan, bdlru_scan)}[backend]
+        out, final = fns[block](logits, v, norm, initial_state)
+    return (out, final) if output_final_state else out
+
+
+def hlru(logits, v, norm="softmax", backend="auto", initial_state=None, output_final_state=False):
+    """Higher-order LRU: `s_t = Σ_{k=1..M} a_{t,k} s_{t-k} + a_{t,0} v_t`, per channel.
+
+    Args:
+        logits: `[B, T, N, M+1]` gate logits, normalised jointly into `(a_1 … a_M, a_0)`.
+        v: `[B, T, N]` values, same dtype as logits (fp32, bf16, fp16 or fp64).
+        norm: one of softmax, sigmoid, relu, tanh, linear, none.
+        backend: reference (sequential loop), scan (parallel, PyTorch), triton, or auto.
+        initial_state: `[B, N, M]` = `(s_0, s_{-1}, …, s_{1-M})`, or None for zeros.
+        output_final_state: also return the state `[B, N, M]` after the last step (fp32).
+    Returns:
+        s `[B, T, N]` in the input dtype, or `(s, final_state)`.
+
+    Example::
+        >>> s = hlru(torch.randn(2, 7, 3, 3), torch.randn(2, 7, 3))
+    """
+    return _run(False, logits, v, norm, backend, initial_state, output_final_state)
+
+
+def bdlru(logits, v, norm="softmax", backend="auto", initial_state=None, output_final_state=False):
+    """Block-diagonal LRU: `h_t = A_t h_{t-1} + a0_t ⊙ v_t`, one dense M×M block per n.
+
+    Args:
+        logits: `[B, T, N, M, M+1]`; row i normalises jointly into `(A_t[i, 0..M-1], a0_t[i])`.
+        v: `[B, T, N, M]`, same dtype as logits.
+        norm, backend, output_final_state: as in `hlru`.
+        initial_state: `[B, N, M]` or None for zeros.
+    Returns:
+        h `[B, T, N, M]` in the input dtype, or `(h, final_state)`.
+
+    Example::
+        >>> h = bdlru(torch.randn(2, 7, 3, 2, 3), torch.randn(2, 7, 3, 2))
+    """
+    return _run(True, logits, v, norm, backend, initial_state, output_final_state)
