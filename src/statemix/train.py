@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import inspect
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -25,7 +24,8 @@ import torch
 from statemix import config as config_mod
 from statemix import data as data_stage
 from statemix.io import atomic_write_text
-from statemix.trainer import Diverged, Split, Trainer, peak_memory, resolve_device, resolve_precision, seed_everything
+from statemix.trainer import (Diverged, Split, Trainer, describe_hardware, peak_memory, resolve_device,
+                              resolve_precision, seed_everything)
 
 EXIT_DIVERGED = 3
 _ROOT = Path(__file__).resolve().parents[2]
@@ -79,15 +79,11 @@ def provenance(device: torch.device, manifests: dict, out: Path) -> dict:
         triton = version("triton")
     except Exception:
         triton = None
-    if device.type == "cuda":
-        hardware = f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
-    else:
-        hardware = f"{platform.processor() or platform.machine()} cpu x{os.cpu_count()}"
     hashes = {f"{split}.{name}": m["sha256"][name] for split, m in manifests.items() for name in ("inputs", "targets")}
     return {"git_commit": git("rev-parse", "HEAD") or None,
             "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "dataset_sha256": hashlib.sha256("".join(hashes[k] for k in sorted(hashes)).encode()).hexdigest(),
-            "dataset": hashes, "hardware": hardware, "host": platform.node(), "torch": torch.__version__,
+            "dataset": hashes, "hardware": describe_hardware(device), "host": platform.node(), "torch": torch.__version__,
             "triton": triton, "python": platform.python_version(), "out_dir": str(out.resolve())}
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import platform
 import random
 import resource
 import time
@@ -83,6 +85,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def describe_hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
+    return f"{platform.processor() or platform.machine()} cpu x{os.cpu_count()}"
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:

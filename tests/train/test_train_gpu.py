@@ -1,0 +1,26 @@
+"""Training on CUDA: bf16 autocast, device-resident data, optional torch.compile (needs a GPU)."""
+import json
+
+import pytest
+import torch
+
+from statemix import train
+from statemix.data import generate
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch, width, compile_", [("lstm", 8, False), ("bdlru-m2", 8, False), ("hlru-m2", 8, True)])
+def test_cuda_training_runs_in_bf16(tmp_path, arch, width, compile_):
+    for split, n in (("train", 64), ("test", 32)):
+        generate("in-context-recall", split, tmp_path / "data" / split, seed=0, sets={"num_examples": n, "seq_len": 32})
+    out = tmp_path / "run"
+    code = train.main(["--task", "in-context-recall", "--arch", arch, "--width", str(width), "--data",
+                       str(tmp_path / "data"), "--out", str(out), "--set", "model.d_model=32", "--set",
+                       "train.max_epochs=3", "--set", "train.batch_size=16", "--set", "track.enabled=false",
+                       "--set", f"train.compile={compile_}"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["device"], metrics["precision"], metrics["peak_memory_kind"]) == ("cuda", "bf16",
+                                                                                      "cuda_max_allocated")
+    assert metrics["status"] == "ok" and metrics["epochs"] == 3 and 0 < metrics["peak_memory_bytes"]
+    assert torch.isfinite(torch.tensor(metrics["test_loss"]))
