@@ -100,6 +100,13 @@ def test_bdlru_block_sizes(interp, M):
     compare(interp, "bdlru", 1, 11, 3, M, "softmax", torch.float32, M % 2 == 1, chunk=4)
 
 
+@pytest.mark.parametrize("kind", ["hlru", "bdlru"])
+@pytest.mark.parametrize("norm,dtype", [("softmax", torch.float32), ("relu", torch.float32), ("tanh", torch.bfloat16)])
+def test_diagonal_block_scan(interp, kind, norm, dtype):
+    """M = 1 without a forced chunk length takes the single-pass block-scan kernels."""
+    compare(interp, kind, 2, 13, 3, 1, norm, dtype, True)
+
+
 @pytest.mark.parametrize("kind,M", [("hlru", 3), ("bdlru", 3)])
 @pytest.mark.parametrize("norm", NORMS)
 def test_norms_one_chunk(interp, kind, M, norm):
@@ -150,7 +157,14 @@ def test_gpu_orders(compiled, kind, M, dtype, shape):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kind,M", [("hlru", 3), ("bdlru", 4)])
+@pytest.mark.parametrize("kind,M", [("hlru", 3), ("bdlru", 4), ("hlru", 1)])
 @pytest.mark.parametrize("norm", NORMS)
 def test_gpu_norms(compiled, kind, M, norm):
     compare(compiled, kind, 2, 515, 32, M, norm, torch.float32, True, device="cuda", chunk=128)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["hlru", "bdlru"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_gpu_diagonal_norms(compiled, kind, norm):
+    compare(compiled, kind, 2, 515, 40, 1, norm, torch.float32, True, device="cuda")

@@ -4,7 +4,8 @@ import torch
 from .bdlru_bwd import bdlru_bwd_kernel
 from .bdlru_fwd import bdlru_fwd_kernel
 from .chunks import scan_bwd, scan_fwd
-from .common import NORM_ID, chunk_len, default_config, pow2
+from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
+from .diag import diag_scan
 from .prep import check_inputs, compute_dtype, empty_result
 
 
@@ -51,6 +52,11 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
     B, T, N, M, _ = logits.shape
     if T == 0:
         return empty_result(v, initial_state, (B, N, M), output_final_state)
+    if M == 1 and chunk is None and config is None:
+        cd = compute_dtype(logits.dtype)
+        h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
+        h, final = diag_scan(logits.view(B, T, N, 2), v.view(B, T, N), h0, NORM_ID[norm], interpreting())
+        return h.view(B, T, N, 1), (final[..., None] if output_final_state else None)
     cfg = config or default_config("bdlru", pow2(M))
     L = chunk_len(T, B * -(-N // cfg.block), chunk)
     h, final = BDLRUFunction.apply(logits, v, initial_state, norm, L, cfg)

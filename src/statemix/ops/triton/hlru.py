@@ -2,7 +2,8 @@
 import torch
 
 from .chunks import scan_bwd, scan_fwd
-from .common import NORM_ID, chunk_len, default_config, pow2
+from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
+from .diag import diag_scan
 from .hlru_bwd import hlru_bwd_kernel
 from .hlru_fwd import hlru_fwd_kernel
 from .prep import check_inputs, compute_dtype, empty_result, slot_perm
@@ -56,6 +57,11 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
     B, T, N, K = logits.shape
     if T == 0:
         return empty_result(v, initial_state, (B, N, K - 1), output_final_state)
+    if K == 2 and chunk is None and config is None:
+        cd = compute_dtype(logits.dtype)
+        h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
+        s, final = diag_scan(logits, v, h0, NORM_ID[norm], interpreting())
+        return s, (final[..., None] if output_final_state else None)
     cfg = config or default_config("hlru", pow2(K - 1))
     L = chunk_len(T, B * -(-N // cfg.block), chunk)
     s, final = HLRUFunction.apply(logits, v, initial_state, norm, L, cfg)
