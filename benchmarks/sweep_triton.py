@@ -16,8 +16,8 @@ from statemix.ops.triton import bdlru_triton, hlru_triton
 from statemix.ops.triton.common import default_config, pow2
 from statemix.testing import make_inputs
 
-CASES = [("hlru", 1), ("bdlru", 4), ("bdlru", 16)]
-CHUNKS = [None, 4096, 512, 128, 32]
+CASES = [("hlru", 4), ("bdlru", 4), ("bdlru", 16)]
+CHUNKS = [None, 4096, 512, 128]
 STAGES = [1, 3]
 
 
