@@ -34,6 +34,15 @@ def test_language_model_layout_and_init():
     assert logits.shape == (3, 10, 16)
 
 
+def test_mixer_options_reach_the_mixer():
+    model = build_model("hlru-m2", 16, vocab_size=8, seq_len=6, d_model=16, norm="sigmoid", backend="reference",
+                        backbone_norm="rmsnorm")
+    assert model.layers[0].layer.norm == "sigmoid" and model.layers[2].layer.backend == "reference"
+    assert isinstance(model.norm, nn.RMSNorm)
+    with pytest.raises(ValueError, match="mixer option: got 'norm' for lstm"):
+        build_model("lstm", 16, vocab_size=8, seq_len=6, d_model=16, norm="sigmoid")
+
+
 def test_language_model_is_causal():
     torch.manual_seed(0)
     model = build_model("gdn", 64, vocab_size=12, seq_len=16, d_model=16)
@@ -80,7 +89,7 @@ def test_autoencoder_learned_positions():
 
 
 @pytest.mark.parametrize("key,value,allowed", [
-    ("backbone", "seq2seq", "lm, autoencoder"), ("norm", "batchnorm", "layernorm, rmsnorm"),
+    ("backbone", "seq2seq", "lm, autoencoder"), ("backbone_norm", "batchnorm", "layernorm, rmsnorm"),
     ("channel_mixer", "moe", "swiglu, mlp"), ("n_layers", 0, "positive int"), ("positions", "rope", "sincos"),
 ])
 def test_bad_arguments_named(key, value, allowed):

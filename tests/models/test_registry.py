@@ -52,3 +52,16 @@ def test_gdn_width_split():
     assert registry["gdn"].native(128) == {"num_heads": 2, "head_dim": 8}
     assert registry["gdn"].native(9) == {"num_heads": 1, "head_dim": 3}
     assert registry["dproduct-h4"].native(256)["num_householder"] == 4
+
+
+@pytest.mark.parametrize("name", sorted(registry))
+def test_runs_under_bf16_autocast(name):
+    """The trainer's bf16 mixed precision: recurrences keep fp32 state and the mixer still trains."""
+    torch.manual_seed(0)
+    layer = registry[name].build(d_model=8, width=registry[name].widths[0])
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.shape == x.shape and torch.isfinite(y.float()).all()
+    y.float().square().sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -154,16 +154,18 @@ class AutoEncoder(nn.Module):
 
 
 def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backbone="lm",
-                channel_mixer="swiglu", norm="layernorm", positions="sincos", reinit_mixers=True, **mixer_options):
+                channel_mixer="swiglu", backbone_norm="layernorm", positions="sincos", reinit_mixers=True,
+                **mixer_options):
     """int64 tokens `[B, T]` -> logits `[B, T, V]`: `n_layers` blocks of [mixer, channel mixer] in a MAD backbone.
 
-    backbone "lm" or "autoencoder" (compression); `positions` and `reinit_mixers` apply to the AutoEncoder.
+    backbone "lm" or "autoencoder" (compression); backbone_norm "layernorm" (MAD's CLI) or "rmsnorm" (MAD's
+    class default); `positions` and `reinit_mixers` apply to the AutoEncoder.
     `mixer_options` go to the mixer's constructor under its own names (e.g. `norm`, `backend` for H-LRU).
     Bad names or values raise ValueError naming them.
     """
     for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
                               ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
-                              ("norm", norm, tuple(NORMS))):
+                              ("backbone_norm", backbone_norm, tuple(NORMS))):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
     for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
@@ -175,5 +177,5 @@ def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backb
     for _ in range(n_layers):
         layers += [entry.build(d_model, width, **mixer_options), CHANNEL_MIXERS[channel_mixer](d_model)]
     if backbone == "lm":
-        return LanguageModel(layers, vocab_size, d_model, norm)
-    return AutoEncoder(layers, vocab_size, d_model, seq_len, norm, positions, reinit_mixers)
+        return LanguageModel(layers, vocab_size, d_model, backbone_norm)
+    return AutoEncoder(layers, vocab_size, d_model, seq_len, backbone_norm, positions, reinit_mixers)

@@ -1,4 +1,5 @@
 """Pieces shared by the baseline mixers: causal short convolution, gated RMSNorm, gate inits, backend choice."""
+import functools
 import math
 
 import torch
@@ -11,6 +12,16 @@ BACKENDS = ("auto", "torch", "library")
 def acc(t):
     """Accumulation dtype: fp32, or fp64 for fp64 inputs."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def no_autocast(fn):
+    """Run `fn` with autocast off, so recurrent state math stays in fp32 under bf16 mixed precision."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device, enabled=False):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def check_backend(backend):

@@ -9,7 +9,7 @@ State S `[B, H, K, V]`. Per token: `S <- exp(g_t) S`, then for each Householder 
 import torch
 import torch.nn.functional as F
 
-from .common import acc
+from .common import acc, no_autocast
 
 
 def l2norm(x, eps=1e-6):
@@ -17,6 +17,7 @@ def l2norm(x, eps=1e-6):
     return x * torch.rsqrt(acc(x).pow(2).sum(-1, keepdim=True) + eps).to(x.dtype)
 
 
+@no_autocast
 def gated_delta_product_ref(q, k, v, g, beta, scale=None, initial_state=None):
     """Sequential loop. q `[B, T, H, K]`, k `[B, T*n_h, H, K]`, v `[B, T*n_h, H, V]`, g `[B, T, H]` (log decay),
     beta `[B, T*n_h, H]` -> (o `[B, T, H, V]`, final state `[B, H, K, V]` fp32)."""
@@ -41,6 +42,7 @@ def gated_delta_rule_ref(q, k, v, g, beta, scale=None, initial_state=None):
     return gated_delta_product_ref(q, k, v, g, beta, scale, initial_state)
 
 
+@no_autocast
 def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, chunk_size=64):
     """Chunked WY form: inside a chunk, pseudo-values `U = (I + A)^{-1} (β V − β γ K S_0)` with
     `A_tj = β_t (γ_t/γ_j) k_tᵀ k_j` (j < t), solved by a unit lower-triangular solve; same contract as the ref."""

@@ -9,9 +9,10 @@ import math
 import torch
 from torch import nn
 
-from .common import check_positive
+from .common import check_positive, no_autocast
 
 
+@no_autocast
 def lru_scan_ref(log_lam, u, initial_state=None):
     """Sequential `h_t = λ h_{t-1} + u_t`. log_lam `[N]` complex, u `[B, T, N]` complex -> (h `[B, T, N]`, h_T)."""
     lam = torch.exp(log_lam)
@@ -23,6 +24,7 @@ def lru_scan_ref(log_lam, u, initial_state=None):
     return torch.stack(hs, dim=1), h
 
 
+@no_autocast
 def lru_scan_chunked(log_lam, u, initial_state=None, chunk_size=64):
     """Chunked form of `lru_scan_ref`: a causal Toeplitz product `λ^{t-j}` inside a chunk, carry between chunks."""
     Bsz, T, N = u.shape
@@ -82,11 +84,13 @@ class LRUComplex(nn.Module):
     def _readout(self, h, x):
         return (h.real @ self.C_re.T - h.imag @ self.C_im.T + self.D * x.to(self.D.dtype)).to(x.dtype)
 
+    @no_autocast
     def forward(self, x):
         """x `[B, T, D]` -> `[B, T, D]`."""
         h, _ = lru_scan_chunked(self.log_lambda(), self._inputs(x), chunk_size=self.chunk_size)
         return self._readout(h, x)
 
+    @no_autocast
     def step(self, x_t, state=None):
         """One token: x_t `[B, D]`, state h `[B, N]` complex or None -> (y_t `[B, D]`, h)."""
         u = self._inputs(x_t)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import GatedRMSNorm, acc, ShortConv, check_backend, check_positive, dt_bias_init
+from .common import GatedRMSNorm, ShortConv, acc, check_backend, check_positive, dt_bias_init, no_autocast
 
 
 def _heads(t, H):
@@ -16,6 +16,7 @@ def _heads(t, H):
     return t.repeat_interleave(H // t.shape[2], dim=2)
 
 
+@no_autocast
 def ssd_ref(x, dt, A, B, C, D=None, initial_state=None):
     """Sequential SSD. x `[B, T, H, P]`, dt `[B, T, H]`, A `[H]`, B/C `[B, T, G, S]` -> (y, final state `[B, H, P, S]`)."""
     dtype = x.dtype
@@ -34,6 +35,7 @@ def ssd_ref(x, dt, A, B, C, D=None, initial_state=None):
     return y.to(dtype), h
 
 
+@no_autocast
 def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, chunk_size=64):
     """Chunked SSD (quadratic inside a chunk, a state passed between chunks); same contract as `ssd_ref`."""
     dtype = x.dtype
