@@ -1,0 +1,328 @@
+"""Experiment grids: load and check params/grids/<name>.yaml, and expand it into datasets and runs.
+
+A grid names task instances (a task plus its generator params), variants (named training-config
+overrides, e.g. one per gate normalisation) and studies (tasks x archs x widths x variants). Every
+study is crossed with the grid's seeds. The Snakefile calls only this module to decide what to run,
+so the pipeline's shape is plain Python that tests can check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GRID_DIR = ROOT / "params" / "grids"
+SCHEMA = GRID_DIR / "schema.yaml"
+DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
+GRID_NAMES = ("paper", "cpu", "smoke")
+BASE_VARIANT = "base"
+
+STAGE_CODE = {
+    "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py"],
+    "train": [
+        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py",
+        "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
+        "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
+        "src/statemix/ops/triton/*.py", "params/default.yaml",
+    ],
+    "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
+    "report": ["src/statemix/report.py", "src/statemix/plots.py"],
+    "benchmark": ["benchmarks/bench_scan.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
+                  "src/statemix/layers/*.py"],
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One generated dataset: a task instance at one seed (both splits live under `path`)."""
+
+    name: str
+    task: str
+    seed: int
+    params: dict = field(hash=False, compare=False)
+    split_params: dict = field(hash=False, compare=False)
+
+    def path(self, grid: str) -> str:
+        return f"data/{grid}/{self.name}/s{self.seed}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training: task instance x arch x variant x width x seed, with its config overrides."""
+
+    task: str
+    arch: str
+    variant: str
+    width: int
+    seed: int
+    task_name: str = field(compare=False)
+    overrides: tuple = field(compare=False, default=())
+    studies: tuple = field(compare=False, default=())
+
+    def path(self, grid: str) -> str:
+        return f"results/{grid}/{self.task}/{self.arch}/{self.variant}/w{self.width}/s{self.seed}"
+
+
+@dataclass
+class Grid:
+    """A loaded, checked grid: its raw spec, datasets and runs (deduplicated across studies)."""
+
+    name: str
+    file: Path
+    spec: dict
+    datasets: dict
+    runs: dict
+
+    def select(self, studies=None, tasks=None) -> list:
+        """Runs belonging to any of `studies` and any of `tasks` (None = all), for chunked runs."""
+        for key, allowed in (("study", studies), ("task", tasks)):
+            known = set(self.spec["studies"]) if key == "study" else set(self.spec["tasks"])
+            bad = sorted(set(allowed or ()) - known)
+            if bad:
+                raise ValueError(f"config {key}={','.join(bad)} is not in grid {self.name!r}; "
+                                 f"allowed: {sorted(known)}")
+        return [r for r in self.runs.values()
+                if (not studies or set(r.studies) & set(studies)) and (not tasks or r.task in tasks)]
+
+    def params_hash(self) -> str:
+        """sha256 over the grid file and params/default.yaml: the provenance of every config value."""
+        h = hashlib.sha256()
+        for f in (self.file, DEFAULT_PARAMS):
+            h.update(f.read_bytes() if f.exists() else b"")
+        return h.hexdigest()
+
+
+def grid_file(grid: str) -> Path:
+    """A grid name (paper|cpu|smoke|<name in params/grids>) or a path to a grid YAML file."""
+    if grid.endswith((".yaml", ".yml")):
+        return Path(grid).resolve()
+    path = GRID_DIR / f"{grid}.yaml"
+    if grid == "schema" or not path.exists():
+        names = sorted(p.stem for p in GRID_DIR.glob("*.yaml") if p.stem != "schema")
+        raise ValueError(f"config grid={grid!r} is not a grid; allowed: {names} or a path to a .yaml file")
+    return path
+
+
+def gpu_visible() -> bool:
+    """True when torch sees a CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose(config: dict, out=sys.stderr) -> str:
+    """The grid to run: config['grid'] if given, else 'paper' with a GPU and 'cpu' without; says so."""
+    if config.get("grid"):
+        grid, why = str(config["grid"]), "chosen with --config grid"
+    else:
+        gpu = gpu_visible()
+        grid, why = ("paper", "a GPU is visible") if gpu else ("cpu", "no GPU is visible")
+    print(f"statemix: running grid '{grid}' ({why}); choose another with --config grid=paper|cpu|smoke",
+          file=out)
+    return grid
+
+
+def _validate_schema(spec: dict, file: Path) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(spec), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.path)) or '<top>'}: {e.message}" for e in errors]
+        raise ValueError(f"{file}: invalid grid file:\n  " + "\n  ".join(lines))
+
+
+def _check_names(spec: dict, file: Path) -> None:
+    from statemix.models import registry
+    from statemix.tasks import TASKS
+
+    for name, inst in spec["tasks"].items():
+        if inst["task"] not in TASKS:
+            raise ValueError(f"{file}: tasks.{name}.task={inst['task']!r} is not a task; allowed: {sorted(TASKS)}")
+    known_variants = set(spec.get("variants", {})) | {BASE_VARIANT}
+    for sname, study in spec["studies"].items():
+        for key, allowed in (("tasks", set(spec["tasks"])), ("archs", set(registry)),
+                             ("variants", known_variants)):
+            for value in study.get(key, ()):
+                if value not in allowed:
+                    raise ValueError(f"{file}: studies.{sname}.{key} has {value!r}; allowed: {sorted(allowed)}")
+        for arch in study.get("widths_by_arch", {}):
+            if arch not in study["archs"]:
+                raise ValueError(f"{file}: studies.{sname}.widths_by_arch.{arch}: {arch!r} is not one of "
+                                 f"the study's archs {study['archs']}")
+
+
+def _check_widths(spec: dict, runs: dict, file: Path) -> None:
+    from statemix.models import registry
+
+    d_model = spec.get("set", {}).get("model", {}).get("d_model", 128)
+    for run in {(r.arch, r.width) for r in runs.values()}:
+        try:
+            registry[run[0]].param_count(d_model=d_model, width=run[1])
+        except ValueError as err:
+            raise ValueError(f"{file}: width {run[1]} is not valid for arch {run[0]!r}: {err}") from None
+
+
+def _check_overrides(runs: dict, file: Path) -> None:
+    from statemix import config
+
+    for overrides in {r.overrides for r in runs.values()}:
+        try:
+            config.load(overrides=overrides)
+        except ValueError as err:
+            raise ValueError(f"{file}: a training override is invalid: {err}") from None
+
+
+def merge(*layers: dict) -> dict:
+    """Merge {section: {key: value}} override layers; later layers win key by key."""
+    out: dict = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def to_sets(overrides: dict) -> tuple:
+    """{section: {key: value}} -> ('section.key=value', ...), values in YAML/JSON spelling."""
+    return tuple(f"{s}.{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                 for s, values in sorted(overrides.items()) for k, v in sorted(values.items()))
+
+
+def _split_params(spec: dict, inst: dict) -> dict:
+    """Generator params per split: task params < grid-wide split data < task's split data."""
+    return {split: {**inst.get("params", {}), **spec.get("data", {}).get(split, {}),
+                    **inst.get("data", {}).get(split, {})} for split in ("train", "test")}
+
+
+def _add_run(runs: dict, key: str, run: Run, study: str) -> None:
+    prev = runs.get(key)
+    if prev is None:
+        runs[key] = replace(run, studies=(study,))
+    elif prev.overrides != run.overrides:
+        raise ValueError(f"run {key} appears in studies {prev.studies} and {study!r} with different overrides")
+    elif study not in prev.studies:
+        runs[key] = replace(prev, studies=prev.studies + (study,))
+
+
+def expand(spec: dict, name: str) -> tuple[dict, dict]:
+    """All datasets and runs of a checked grid spec, each keyed by its output folder."""
+    datasets, runs = {}, {}
+    variants = {BASE_VARIANT: {}, **spec.get("variants", {})}
+    for sname, study in spec["studies"].items():
+        for task, seed in itertools.product(study["tasks"], spec["seeds"]):
+            inst = spec["tasks"][task]
+            ds = Dataset(task, inst["task"], int(seed), inst.get("params", {}), _split_params(spec, inst))
+            datasets[ds.path(name)] = ds
+            for arch, variant in itertools.product(study["archs"], study.get("variants", [BASE_VARIANT])):
+                over = to_sets(merge(spec.get("set"), inst.get("set"), variants[variant]))
+                for width in study.get("widths_by_arch", {}).get(arch, study["widths"]):
+                    run = Run(task, arch, variant, int(width), int(seed), inst["task"], over)
+                    _add_run(runs, run.path(name), run, sname)
+    return datasets, runs
+
+
+def load(grid: str, check_names: bool = True) -> Grid:
+    """Load, validate (schema, then task/arch/variant names and widths) and expand one grid."""
+    file = grid_file(grid)
+    spec = yaml.safe_load(file.read_text())
+    if not isinstance(spec, dict):
+        raise ValueError(f"{file}: a grid file must be a mapping, got {type(spec).__name__}")
+    _validate_schema(spec, file)
+    if check_names:
+        _check_names(spec, file)
+    datasets, runs = expand(spec, spec["name"])
+    if check_names:
+        _check_overrides(runs, file)
+        _check_widths(spec, runs, file)
+    if spec["name"] != file.stem and file.parent == GRID_DIR:
+        raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
+    return Grid(spec["name"], file, spec, datasets, runs)
+
+
+def config_list(config: dict, key: str) -> list:
+    """A comma-separated --config value (e.g. study=main,order) as a list; [] when absent."""
+    value = config.get(key)
+    return [v for v in str(value).split(",") if v] if value not in (None, "") else []
+
+
+def config_flag(config: dict, key: str, default: bool) -> bool:
+    """A boolean --config value (true/false); anything else is an error naming the key."""
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"--config {key}={value!r}: expected true or false")
+
+
+def cli_sets(overrides) -> str:
+    """Overrides ('k=v', ...) or {k: v} as shell-quoted `--set k=v` arguments for the stage CLIs."""
+    items = overrides.items() if isinstance(overrides, dict) else (o.split("=", 1) for o in overrides)
+    return " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in items)
+
+
+def code_files(stage: str, root: Path = ROOT) -> list:
+    """The source files a stage runs, as Snakemake inputs, so that editing them reruns that stage."""
+    return sorted(str(p.relative_to(root)) for pattern in STAGE_CODE[stage] for p in root.glob(pattern))
+
+
+def run_steps(grid: Grid, run: Run) -> int:
+    """Upper bound on a run's optimizer steps: max_epochs x batches per epoch (early stopping only cuts it)."""
+    from statemix import config
+    from statemix.tasks import TASKS
+
+    cfg = config.load(overrides=run.overrides)
+    ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    n = int(ds.split_params["train"].get("num_examples", TASKS[ds.task].num_examples["train"]))
+    return cfg.train.max_epochs * -(-n // cfg.train.batch_size)
+
+
+def estimate(grid: Grid, steps_per_s: float, concurrency: int) -> str:
+    """A table of runs and worst-case steps per study, and the wall time they take at a given throughput."""
+    rows, total = [], 0
+    for name in grid.spec["studies"]:
+        mine = [r for r in grid.runs.values() if r.studies[0] == name]
+        steps = sum(run_steps(grid, r) for r in mine)
+        total += steps
+        rows.append(f"| {name} | {len(mine)} | {steps:,} | {steps / steps_per_s / concurrency / 3600:.2f} |")
+    hours = total / steps_per_s / concurrency / 3600
+    return "\n".join([f"grid {grid.name}: {len(grid.runs)} runs at {steps_per_s:g} steps/s per training, "
+                      f"{concurrency} trainings at once", "", "| study | runs | max steps | hours |",
+                      "|---|---|---|---|", *rows, f"| total | {len(grid.runs)} | {total:,} | {hours:.2f} |"])
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m statemix.grids", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a grid and print its dataset and run counts")
+    check.add_argument("grid")
+    est = sub.add_parser("estimate", help="worst-case steps and wall time of a grid")
+    est.add_argument("grid")
+    est.add_argument("--steps-per-s", type=float, required=True, help="training steps/s of one run")
+    est.add_argument("--concurrency", type=int, required=True, help="trainings running at once")
+    args = p.parse_args(argv)
+    try:
+        grid = load(args.grid)
+    except ValueError as err:
+        print(f"statemix.grids: error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
+              f"{len(grid.runs)} runs")
+    else:
+        print(estimate(grid, args.steps_per_s, args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

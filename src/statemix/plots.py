@@ -1,0 +1,123 @@
+"""Figures of the report, drawn with matplotlib from the per-seed summary table of statemix.aggregate.
+
+Every function takes a tidy DataFrame and an output path, and writes one PNG atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from statemix.io import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig: Figure, path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _grid(n: int, width: float = 3.6, height: float = 3.0):
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _styles(names):
+    """A fixed colour and marker per name, so an arch looks the same in every panel."""
+    colours = matplotlib.colormaps["tab20"].colors
+    markers = "osD^vP*Xh<>p"
+    return {n: (colours[i % len(colours)], markers[i % len(markers)]) for i, n in enumerate(sorted(names))}
+
+
+def scaling(summary, x: str, xlabel: str, path) -> None:
+    """Accuracy against `x` (params or state size): one panel per task, one line per arch (Figure 1)."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    styles = _styles(summary["arch"].unique())
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        for arch, rows in summary[summary["task"] == task].groupby("arch"):
+            rows = rows.sort_values(x)
+            colour, marker = styles[arch]
+            ax.errorbar(rows[x], rows["acc_mean"], yerr=rows["acc_std"].fillna(0.0), label=arch, color=colour,
+                        marker=marker, markersize=4, capsize=2, linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("test accuracy (macro)", fontsize=8)
+        ax.grid(alpha=0.3)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(len(handles), 8),
+               fontsize=8, bbox_to_anchor=(0.5, 1.02 + 0.02 * math.ceil(len(handles) / 8)))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def order(summary, path) -> None:
+    """Accuracy against order / block size m, per task, one line per family (H-LRU, BD-LRU)."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        rows = summary[summary["task"] == task]
+        for family, fam_rows in rows.groupby("family"):
+            fam_rows = fam_rows.sort_values("m")
+            ax.errorbar(fam_rows["m"], fam_rows["acc_mean"], yerr=fam_rows["acc_std"].fillna(0.0), label=family,
+                        marker="o", markersize=4, capsize=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("order / block size m", fontsize=8)
+        ax.set_ylabel("test accuracy (macro)", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def norm(summary, variants, path) -> None:
+    """Grouped bars: accuracy per normalisation, per arch, one panel per task (Figure 2)."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    archs = sorted(summary["arch"].unique())
+    fig, axes = _grid(len(tasks), width=4.5)
+    step = 0.8 / max(len(archs), 1)
+    for ax, task in zip(axes, tasks):
+        rows = summary[summary["task"] == task].set_index(["arch", "variant"])
+        for i, arch in enumerate(archs):
+            means = [rows["acc_mean"].get((arch, v), float("nan")) for v in variants]
+            stds = [rows["acc_std"].get((arch, v), 0.0) for v in variants]
+            xs = [j + (i - (len(archs) - 1) / 2) * step for j in range(len(variants))]
+            ax.bar(xs, means, width=step, yerr=[0.0 if s != s else s for s in stds], capsize=2, label=arch)
+        ax.set_xticks(range(len(variants)), variants, rotation=30, fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("test accuracy (macro)", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def throughput(bench, x: str, y: str, series: str, path, logy: bool = True) -> None:
+    """One line per `series` of a benchmark table: `y` against `x`."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, rows in bench.groupby(series):
+        rows = rows.sort_values(x)
+        ax.plot(rows[x], rows[y], marker="o", markersize=4, label=str(name))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,78 @@
+"""Grid files: every committed grid validates, and a bad one fails with a message naming the key."""
+
+import copy
+import itertools
+
+import pytest
+import yaml
+
+from statemix import grids
+
+GRIDS = ("paper", "cpu", "smoke")
+
+
+def _spec(name="smoke"):
+    return yaml.safe_load((grids.GRID_DIR / f"{name}.yaml").read_text())
+
+
+def _write(tmp_path, spec):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_committed_grids_validate(name):
+    grid = grids.load(name)
+    assert grid.name == name and grid.runs and grid.datasets
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_expansion_matches_a_plain_product(name):
+    """Runs and datasets equal the union over studies of tasks x archs x variants x widths x seeds."""
+    spec = _spec(name)
+    runs, datasets = set(), set()
+    for study in spec["studies"].values():
+        for task, arch, variant, seed in itertools.product(study["tasks"], study["archs"],
+                                                           study.get("variants", ["base"]), spec["seeds"]):
+            datasets.add((task, seed))
+            runs |= {(task, arch, variant, w, seed) for w in study.get("widths_by_arch", {}).get(arch, study["widths"])}
+    grid = grids.load(name, check_names=False)
+    assert {(r.task, r.arch, r.variant, r.width, r.seed) for r in grid.runs.values()} == runs
+    assert {(d.name, d.seed) for d in grid.datasets.values()} == datasets
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s["studies"]["main"].update(archz=["lru"]), ["studies.main", "archz"]),
+    (lambda s: s.update(seeds=[-1]), ["seeds.0", "-1"]),
+    (lambda s: s["tasks"]["S3"].update(task="permutations"), ["tasks.S3.task", "permutations"]),
+    (lambda s: s["studies"]["main"].update(archs=["lru", "transformer"]), ["studies.main.archs", "transformer"]),
+    (lambda s: s["set"]["train"].update(epochz=3), ["train.epochz"]),
+    (lambda s: s["set"]["train"].update(lr="fast"), ["train.lr", "fast"]),
+    (lambda s: s["studies"]["order"].update(widths=[7]), ["width 7", "not valid for arch"]),
+])
+def test_bad_grid_names_the_key(tmp_path, edit, words):
+    spec = copy.deepcopy(_spec())
+    edit(spec)
+    with pytest.raises(ValueError) as err:
+        grids.load(_write(tmp_path, spec))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_overrides_merge_in_order():
+    spec = copy.deepcopy(_spec())
+    spec["tasks"]["S3"]["set"] = {"train": {"lr": 0.01}}
+    _, runs = grids.expand(spec, "smoke")
+    s3 = next(r for r in runs.values() if r.task == "S3")
+    other = next(r for r in runs.values() if r.task == "S4")
+    assert "train.lr=0.01" in s3.overrides and "train.lr=0.01" not in other.overrides
+    assert "train.max_epochs=1" in s3.overrides
+
+
+def test_select_filters_and_rejects_unknown_chunks():
+    grid = grids.load("smoke", check_names=False)
+    assert {r.task for r in grid.select(tasks=["S3"])} == {"S3"}
+    assert all("order" in r.studies for r in grid.select(studies=["order"]))
+    with pytest.raises(ValueError, match="study=nope"):
+        grid.select(studies=["nope"])
