@@ -11,6 +11,6 @@ fi
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 timeout "${TEST_S:-200}" python3 -m pytest -q -m gpu -n 8 tests/ops/test_triton.py -rf 2>&1 | tail -40 | tee "$out/gpu_tests.txt"
-timeout "${SWEEP_S:-120}" python3 benchmarks/sweep_triton.py --out "$out" 2>&1 | tail -60
+[ "${SWEEP_S:-120}" != 0 ] && timeout "${SWEEP_S:-120}" python3 benchmarks/sweep_triton.py --out "$out" 2>&1 | tail -60
 timeout "${BENCH_S:-240}" python3 benchmarks/bench_scan.py --out "$out" 2>&1 | tee "$out/bench_scan.log" | tail -130
 timeout "${LAYER_S:-60}" python3 benchmarks/bench_layer.py --out "$out" 2>&1 | tail -15
