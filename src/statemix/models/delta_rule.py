@@ -103,16 +103,16 @@ def gated_delta_product_chunked(q, k, v, g, beta, scale=None, initial_state=None
     return o.view(o.shape[0], T, n_h, *o.shape[2:])[:, :, -1], S
 
 
-def gated_delta_rule_library(q, k, v, g, beta, scale=None, initial_state=None):
-    """fla's `chunk_gated_delta_rule` (Triton, CUDA); contract as the ref."""
+def gated_delta_rule_library(q, k, v, g, beta, scale=None, initial_state=None, chunk_size=64):
+    """fla's `chunk_gated_delta_rule` (Triton, CUDA; its chunk is fixed at 64); contract as the ref."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
     return chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                   output_final_state=True)
 
 
-def gated_delta_product_library(q, k, v, g, beta, scale=None, initial_state=None):
-    """fla's `chunk_gated_delta_product` (Triton, CUDA, 16-bit inputs only); contract as the ref."""
+def gated_delta_product_library(q, k, v, g, beta, scale=None, initial_state=None, chunk_size=64):
+    """fla's `chunk_gated_delta_product` (Triton, CUDA, 16-bit inputs only, chunk fixed at 64); contract as the ref."""
     from fla.ops.gated_delta_product import chunk_gated_delta_product
 
     dtype = q.dtype

@@ -60,8 +60,7 @@ class GatedDeltaProduct(nn.Module):
     def _recurrence(self, x):
         if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
             return gated_delta_rule_chunked if self.n_h == 1 else gated_delta_product_chunked
-        usable, reason = library_status(training=torch.is_grad_enabled())
-        if self.backend == "auto" and not usable:
+        if self.backend == "auto" and not library_status(training=torch.is_grad_enabled())[0]:
             return gated_delta_rule_chunked if self.n_h == 1 else gated_delta_product_chunked
         return gated_delta_rule_library if self.n_h == 1 else gated_delta_product_library
 
@@ -74,10 +73,7 @@ class GatedDeltaProduct(nn.Module):
         q, k, v = self.q_conv(self.q_proj(x)), self.k_conv(self.k_proj(x)), self.v_conv(self.v_proj(x))
         g, beta = self._gates(x)
         q, k, v, beta = self._heads(q, k, v, beta)
-        recurrence = self._recurrence(x)
-        kwargs = {"chunk_size": self.chunk_size} if recurrence in (gated_delta_rule_chunked,
-                                                                 gated_delta_product_chunked) else {}
-        o, _ = recurrence(q, k, v, g, beta, **kwargs)
+        o, _ = self._recurrence(x)(q, k, v, g, beta, chunk_size=self.chunk_size)
         return self._output(o, x)
 
     def step(self, x_t, state=None):
