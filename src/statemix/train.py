@@ -88,19 +88,18 @@ def provenance(device: torch.device, manifests: dict, out: Path) -> dict:
 
 
 def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:
-    """build_model, passing the mixer options (gate norm, op backend) that differ from their defaults;
-    an option the architecture does not take must stay at its default."""
+    """build_model, passing the mixer options (gate norm, op backend) that the architecture takes; an option
+    it does not take must stay at its default."""
     from statemix.models import build_model, registry
     accepted = inspect.signature(registry[cfg.model.arch].factory).parameters
     options = {}
     for key in ("norm", "backend"):
         value, default = getattr(cfg.model, key), config_mod.default_value(f"model.{key}")
-        if value == default:
-            continue
-        if key not in accepted:
+        if key in accepted:
+            options[key] = value
+        elif value != default:
             raise ValueError(f"model.{key}: got {value!r}, but {cfg.model.arch} has no such option; "
                              f"leave it at {default!r}")
-        options[key] = value
     return build_model(cfg.model.arch, cfg.model.width, vocab_size, seq_len, d_model=cfg.model.d_model,
                        n_layers=cfg.model.n_layers, backbone=backbone, channel_mixer=cfg.model.channel_mixer,
                        **options)

@@ -63,12 +63,14 @@ def test_one_training_per_task(datasets, tmp_path, task):
     assert {"model", "optimizer", "scheduler", "rng", "best"} <= set(state) and state["epoch"] == 2
 
 
-def test_hlru_trains_with_a_nondefault_backend(datasets, tmp_path):
-    out = tmp_path / "run"
-    args = _args(datasets / "in-context-recall", out, "in-context-recall", "hlru-m2", 4,
-                 "--set", "train.max_epochs=1", "--set", "model.backend=reference")
+def test_mixer_options_reach_the_layers(datasets, tmp_path):
+    args = _args(datasets / "in-context-recall", tmp_path / "run", "in-context-recall", "hlru-m2", 4,
+                 "--set", "train.max_epochs=1", "--set", "model.backend=reference", "--set", "model.norm=sigmoid")
     assert train.main(args) == 0
-    assert json.loads((out / "metrics.json").read_text())["state_size"] == 4
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["state_size"] == 4
+    cfg = train.resolve_config(train.parse_args(args))
+    mixers = [m for m in train.make_model(cfg, 16, 16, "lm").modules() if type(m).__name__ == "HLRU"]
+    assert mixers and all((m.norm, m.backend) == ("sigmoid", "reference") for m in mixers)
 
 
 def _subprocess(args):
