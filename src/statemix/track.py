@@ -78,7 +78,11 @@ def _tags(metrics: dict, out_dir: Path, key: str) -> dict:
         tags["error"] = str(metrics["error"])[:5000]
     if prov.get("git_commit"):
         tags["mlflow.source.git.commit"] = prov["git_commit"]
+    if prov.get("out_dir") and prov["out_dir"] != str(out_dir):
+        tags["source_out_dir"] = prov["out_dir"]
     for name, value in prov.items():
+        if name == "out_dir":
+            continue
         if isinstance(value, dict):
             tags.update({f"{name}.{k}": str(v) for k, v in value.items()})
         elif value is not None:

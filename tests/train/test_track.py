@@ -2,6 +2,7 @@
 the REST API of a real `mlflow server`; `python -m statemix.track import` twice creates no duplicates."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,17 +73,22 @@ def test_run_has_params_history_tags_and_artifacts(tracked):
 
 
 def test_import_is_idempotent(tracked, tmp_path, capsys):
-    uri, results, _ = tracked
+    uri, results, out = tracked
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     done = subprocess.run([sys.executable, "-m", "statemix.track", "import", str(results), "--uri", uri],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "imported 0 run(s); 1 already present" in done.stdout
+    moved = tmp_path / "copied-from-gpu-machine"
+    shutil.copytree(results, moved)
     fresh = f"sqlite:///{tmp_path / 'other.db'}"
     for expected in ("imported 1 run(s); 0 already present", "imported 0 run(s); 1 already present"):
-        assert track.main(["import", str(results), "--uri", fresh]) == 0
+        assert track.main(["import", str(moved), "--uri", fresh]) == 0
         assert expected in capsys.readouterr().out
-    assert len(_runs(MlflowClient(uri))) == len(_runs(MlflowClient(fresh))) == 1
+    assert len(_runs(MlflowClient(uri))) == 1
+    (run,) = _runs(MlflowClient(fresh))
+    assert run.data.tags["out_dir"] == str((moved / out.relative_to(results)).resolve())
+    assert run.data.tags["source_out_dir"] == str(out.resolve())
 
 
 def test_broken_store_fails_the_run_before_training(tmp_path, monkeypatch):
