@@ -122,10 +122,10 @@ class Trainer:
         self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
         self.train_preds = torch.empty_like(train.targets)
 
-    def _batches(self, n: int, size: int, order: torch.Tensor, drop_last: bool):
+    def _batches(self, size: int, order: torch.Tensor, drop_last: bool) -> list:
+        n = len(order)
         stop = n - n % size if drop_last and n >= size else n
-        for start in range(0, stop, size):
-            yield order[start:start + size]
+        return [order[start:start + size] for start in range(0, stop, size)]
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
@@ -141,8 +141,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.int64)
         finite = torch.ones((), device=self.device, dtype=torch.bool)
-        steps = 0
-        for idx in self._batches(len(data), cfg.batch_size, order, cfg.drop_last):
+        batches = self._batches(cfg.batch_size, order, cfg.drop_last)
+        for idx in batches:
             x, y = data.inputs[idx], data.targets[idx]
             with _autocast(self.precision, self.device):
                 logits = self.forward(x)
@@ -157,10 +157,10 @@ class Trainer:
             count += scored
             finite &= torch.isfinite(loss.detach())
             self.train_preds[idx] = logits.detach().argmax(-1)
-            steps += 1
         self.scheduler.step()
-        return {"loss_sum": loss_sum, "count": count, "finite": finite, "steps": steps, "lr": lr,
-                "preds": self.train_preds, "targets": data.targets}
+        seen = order[:len(batches) * cfg.batch_size]
+        return {"loss_sum": loss_sum, "count": count, "finite": finite, "steps": len(batches), "lr": lr,
+                "preds": self.train_preds[seen], "targets": data.targets[seen]}
 
     @torch.no_grad()
     def evaluate(self, data: Split) -> dict:
@@ -169,7 +169,7 @@ class Trainer:
         preds = torch.empty_like(data.targets)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         order = torch.arange(len(data), device=self.device)
-        for idx in self._batches(len(data), self.cfg.eval_batch_size, order, False):
+        for idx in self._batches(self.cfg.eval_batch_size, order, False):
             with _autocast(self.precision, self.device):
                 logits = self.forward(data.inputs[idx])
             loss_sum += self._loss(logits, data.targets[idx], "sum").double()

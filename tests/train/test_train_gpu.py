@@ -9,7 +9,7 @@ from statemix.data import generate
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("arch, width, compile_", [("lstm", 8, False), ("bdlru-m2", 8, False), ("hlru-m2", 8, True)])
+@pytest.mark.parametrize("arch, width, compile_", [("lstm", 8, False), ("bdlru-m2", 8, False), ("bdlru-m4", 8, True)])
 def test_cuda_training_runs_in_bf16(tmp_path, arch, width, compile_):
     for split, n in (("train", 64), ("test", 32)):
         generate("in-context-recall", split, tmp_path / "data" / split, seed=0, sets={"num_examples": n, "seq_len": 32})

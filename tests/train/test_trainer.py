@@ -107,3 +107,12 @@ def test_checkpoint_from_another_run_is_refused(tmp_path):
     other.fingerprint = {"test": 2}
     with pytest.raises(ValueError, match="another run"):
         other.fit()
+
+
+def test_drop_last_skips_the_partial_batch(tmp_path):
+    vocab, data = 5, _split(20, 4, 5, seed=9)
+    trainer = _trainer(tmp_path, TinyLM(vocab, d=8), data, data, vocab, "train.max_epochs=1",
+                       "train.drop_last=true")
+    run = trainer.train_epoch()
+    assert run["steps"] == 2 and run["preds"].shape == (16, 4)
+    assert int(run["count"]) == int((run["targets"] != -100).sum())
