@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from statemix import config as config_mod
@@ -105,7 +106,18 @@ def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: 
                        **options)
 
 
+def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, device: torch.device) -> dict:
+    from statemix.models import registry
+    return {"status": "ok", "error": None, "task": cfg.data.task, "arch": cfg.model.arch,
+            "width": cfg.model.width, "seed": cfg.train.seed, "experiment": cfg.track.experiment,
+            "backbone": backbone, "device": device.type, "precision": resolve_precision(cfg.train.precision, device),
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "params_mixer_layer": registry[cfg.model.arch].param_count(cfg.model.d_model, cfg.model.width),
+            "state_size": cfg.model.width * cfg.model.n_layers}
+
+
 def run(args: argparse.Namespace) -> int:
+    """Check everything, train (or resume), then write history, track, and write metrics.json last."""
     start = time.perf_counter()
     cfg = resolve_config(args)
     out = Path(args.out)
@@ -113,34 +125,25 @@ def run(args: argparse.Namespace) -> int:
         status = json.loads((out / "metrics.json").read_text())["status"]
         print(f"{out}: complete already (status {status}); nothing to do")
         return 0 if status == "ok" else EXIT_DIVERGED
-    data = Path(cfg.data.dir)
-    train_np, test_np = (load_split(data / split, cfg.data.task) for split in ("train", "test"))
-    manifest = train_np[2]
+    loaded = {split: load_split(Path(cfg.data.dir) / split, cfg.data.task) for split in ("train", "test")}
+    manifests = {split: manifest for split, (_, _, manifest) in loaded.items()}
     if cfg.track.enabled:
         from statemix import track
         track.check(cfg.track.experiment, track.tracking_uri(cfg.track.uri))
     device = resolve_device(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", config_mod.dump(cfg))
-    backbone = manifest["backbone"] if cfg.model.backbone == "auto" else cfg.model.backbone
 
-    from statemix.models import registry
+    backbone = manifests["train"]["backbone"] if cfg.model.backbone == "auto" else cfg.model.backbone
+    vocab_size = manifests["train"]["vocab_size"]
     seed_everything(cfg.train.seed)
-    seq_len = max(train_np[2]["seq_len"], test_np[2]["seq_len"])
-    model = make_model(cfg, manifest["vocab_size"], seq_len, backbone).to(device)
-    splits = [Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y, _ in (train_np, test_np)]
-    manifests = {"train": train_np[2], "test": test_np[2]}
-    flat = config_mod.flatten(cfg)
-    fingerprint = {"config": {k: v for k, v in flat.items() if not k.startswith("track.") and k != "data.dir"},
+    model = make_model(cfg, vocab_size, max(m["seq_len"] for m in manifests.values()), backbone).to(device)
+    splits = [Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y, _ in loaded.values()]
+    fingerprint = {"config": {k: v for k, v in config_mod.flatten(cfg).items()
+                              if not k.startswith("track.") and k != "data.dir"},
                    "data": {s: m["sha256"] for s, m in manifests.items()}, "device": device.type}
-    trainer = Trainer(model, *splits, manifest["vocab_size"], cfg.train, out, device, fingerprint)
-    metrics = {"status": "ok", "error": None, "task": cfg.data.task, "arch": cfg.model.arch,
-               "width": cfg.model.width, "seed": cfg.train.seed, "experiment": cfg.track.experiment,
-               "backbone": backbone, "device": device.type, "precision": resolve_precision(cfg.train.precision, device),
-               "params_total": sum(p.numel() for p in model.parameters()),
-               "params_mixer_layer": registry[cfg.model.arch].param_count(cfg.model.d_model, cfg.model.width),
-               "state_size": cfg.model.width * cfg.model.n_layers}
-    code = 0
+    trainer = Trainer(model, *splits, vocab_size, cfg.train, out, device, fingerprint)
+    metrics, code = _describe(cfg, model, backbone, device), 0
     try:
         result = trainer.fit()
         selected = result.pop("selected")
@@ -150,18 +153,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr)
         metrics.update({"status": "failed", "error": str(err), "epochs": trainer.epoch})
         code = EXIT_DIVERGED
+        if trainer.history:
+            atomic_write_text(out / "history.csv", pd.DataFrame(trainer.history).to_csv(index=False))
     memory, kind = peak_memory(device)
     metrics.update({"wall_time_s": time.perf_counter() - start, "peak_memory_bytes": memory,
                     "peak_memory_kind": kind, "provenance": provenance(device, manifests, out)})
-    history_csv = (out / "history.csv").read_text() if (out / "history.csv").exists() else ""
-    if code and trainer.history:
-        import pandas as pd
-        history_csv = pd.DataFrame(trainer.history).to_csv(index=False)
-        atomic_write_text(out / "history.csv", history_csv)
     metrics_text = json.dumps(metrics, indent=2, allow_nan=True) + "\n"
     if cfg.track.enabled:
-        from statemix import track
-        track.log_run(out, cfg, metrics_text, history_csv)
+        history = out / "history.csv"
+        track.log_run(out, cfg, metrics_text, history.read_text() if history.exists() else "")
     atomic_write_text(out / "metrics.json", metrics_text)
     return code
 
