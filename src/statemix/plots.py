@@ -11,6 +11,7 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from statemix.io import atomic_write_bytes  # noqa: E402
@@ -39,9 +40,9 @@ def _styles(names):
     return {n: (colours[i % len(colours)], markers[i % len(markers)]) for i, n in enumerate(sorted(names))}
 
 
-def scaling(summary, x: str, xlabel: str, path) -> None:
+def scaling(summary, x: str, xlabel: str, path, tasks) -> None:
     """Accuracy against `x` (params or state size): one panel per task, one line per arch (Figure 1)."""
-    tasks = list(dict.fromkeys(summary["task"]))
+    tasks = [t for t in tasks if t in set(summary["task"])]
     styles = _styles(summary["arch"].unique())
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks):
@@ -51,6 +52,9 @@ def scaling(summary, x: str, xlabel: str, path) -> None:
             ax.errorbar(rows[x], rows["acc_mean"], yerr=rows["acc_std"].fillna(0.0), label=arch, color=colour,
                         marker=marker, markersize=4, capsize=2, linewidth=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
@@ -63,9 +67,9 @@ def scaling(summary, x: str, xlabel: str, path) -> None:
     _save(fig, path)
 
 
-def order(summary, path) -> None:
+def order(summary, path, tasks) -> None:
     """Accuracy against order / block size m, per task, one line per family (H-LRU, BD-LRU)."""
-    tasks = list(dict.fromkeys(summary["task"]))
+    tasks = [t for t in tasks if t in set(summary["task"])]
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks):
         rows = summary[summary["task"] == task]
@@ -83,9 +87,9 @@ def order(summary, path) -> None:
     _save(fig, path)
 
 
-def norm(summary, variants, path) -> None:
+def norm(summary, variants, path, tasks) -> None:
     """Grouped bars: accuracy per normalisation, per arch, one panel per task (Figure 2)."""
-    tasks = list(dict.fromkeys(summary["task"]))
+    tasks = [t for t in tasks if t in set(summary["task"])]
     archs = sorted(summary["arch"].unique())
     fig, axes = _grid(len(tasks), width=4.5)
     step = 0.8 / max(len(archs), 1)
@@ -106,17 +110,16 @@ def norm(summary, variants, path) -> None:
     _save(fig, path)
 
 
-def throughput(bench, x: str, y: str, series: str, path, logy: bool = True) -> None:
-    """One line per `series` of a benchmark table: `y` against `x`."""
+def lines(table, x: str, y: str, series, path, title: str, ylabel: str) -> None:
+    """One line per combination of the `series` columns: `y` against `x`."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for name, rows in bench.groupby(series):
+    for name, rows in table.groupby(series):
         rows = rows.sort_values(x)
-        ax.plot(rows[x], rows[y], marker="o", markersize=4, label=str(name))
-    if logy:
-        ax.set_yscale("log")
+        ax.plot(rows[x], rows[y], marker="o", markersize=4, label=" ".join(map(str, name)))
     ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

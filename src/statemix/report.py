@@ -52,7 +52,7 @@ def _best(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def section_overall(summary: pd.DataFrame) -> str:
-    scores = aggregate.mad_scores(summary)
+    scores = aggregate.mad_scores(_in_section(summary, *FIG1_SECTIONS))
     if scores.empty:
         return "No MAD task is in this grid."
     tasks = [t for t in aggregate.MAD_TASKS if t in scores.columns]
@@ -61,9 +61,12 @@ def section_overall(summary: pd.DataFrame) -> str:
             "(– when an architecture lacks one of them).\n\n" + _table(["arch", *tasks, "MAD score"], rows))
 
 
-def section_tasks(summary: pd.DataFrame) -> str:
+def section_tasks(summary: pd.DataFrame, tasks) -> str:
     out = []
-    for task, rows in summary.groupby("task", sort=False):
+    for task in tasks:
+        rows = summary[summary["task"] == task]
+        if rows.empty:
+            continue
         body = [[r.arch, r.variant, r.width, r.state_size, f"{r.params_total:,}" if pd.notna(r.params_total) else "–",
                  _fmt(r.acc_mean, r.acc_std), _fmt(r.acc_micro_mean), _fmt(r.last_acc_mean),
                  _fmt(r.epochs_mean, digits=1), f"{r.seeds - r.failed}/{r.seeds}"]
@@ -100,7 +103,7 @@ def section_permutation(summary: pd.DataFrame) -> str:
     return "Best width per architecture; mean ± std over seeds.\n\n" + _table(["arch", *tasks], body)
 
 
-def section_order(summary: pd.DataFrame, figures: Path) -> str:
+def section_order(summary: pd.DataFrame, figures: Path, tasks) -> str:
     rows = _in_section(summary, "order")
     rows = rows[rows["arch"].str.match(r"^(hlru|bdlru)-m\d+$")].copy()
     if rows.empty:
@@ -108,39 +111,44 @@ def section_order(summary: pd.DataFrame, figures: Path) -> str:
     rows["family"] = rows["arch"].str.split("-").str[0].map({"hlru": "H-LRU", "bdlru": "BD-LRU"})
     rows["m"] = rows["arch"].str.extract(r"m(\d+)$")[0].astype(int)
     best = rows.loc[rows.groupby(["task", "arch"])["acc_mean"].idxmax().dropna()]
-    plots.order(best, figures / "order.png")
+    plots.order(best, figures / "order.png", tasks)
     body = [[r.task, r.arch, r.width, r.state_size, _fmt(r.acc_mean, r.acc_std)]
             for r in best.sort_values(["task", "family", "m"]).itertuples()]
     return "![order](figures/order.png)\n\n" + _table(["task", "arch", "width", "state size", "macro acc"], body)
 
 
-def section_norm(summary: pd.DataFrame, variants, figures: Path) -> str:
+def section_norm(summary: pd.DataFrame, variants, figures: Path, tasks) -> str:
     rows = _in_section(summary, "norm")
     if rows.empty:
         return "No normalisation study is in this grid."
     best = rows.loc[rows.groupby(["task", "arch", "variant"])["acc_mean"].idxmax().dropna()]
     order = [v for v in variants if v in set(best["variant"])]
-    plots.norm(best, order, figures / "norm.png")
+    plots.norm(best, order, figures / "norm.png", tasks)
     body = [[r.task, r.arch, r.variant, _fmt(r.acc_mean, r.acc_std), f"{r.failed}/{r.seeds}"]
             for r in best.sort_values(["task", "arch"]).itertuples()]
     return "![norm](figures/norm.png)\n\n" + _table(["task", "arch", "normalisation", "macro acc", "failed runs"], body)
 
 
 def section_throughput(bench_files, figures: Path) -> str:
+    """Scan bandwidth, layer tokens/s and training steps/s from the GPU benchmark tables that exist."""
     out = []
-    for i, f in enumerate(bench_files):
-        df = pd.read_csv(f)
-        cols = set(df.columns)
-        y = next((c for c in ("tokens_per_s", "gbps", "ms", "time_ms") if c in cols), None)
-        x = next((c for c in ("M", "m", "T", "block_size", "order") if c in cols), None)
-        series = next((c for c in ("backend", "impl", "name", "layer", "arch") if c in cols), None)
-        if not (x and y and series):
-            out.append(f"`{f}`: columns {sorted(cols)} (no x/y/series to plot)")
-            continue
-        name = f"throughput_{i}.png"
-        plots.throughput(df, x, y, series, figures / name)
-        out.append(f"From `{f}` ({len(df)} rows):\n\n![throughput]({'figures/' + name})")
-    return "\n\n".join(out) if out else "No benchmark results exist (the benchmark runs on a GPU only)."
+    for f in sorted(bench_files):
+        df, name = pd.read_csv(f), Path(f).stem
+        if {"op", "M", "backend", "mode", "shape", "dtype", "pct_copy"} <= set(df.columns):
+            big = df[df["shape"].eq(df["shape"].iloc[0]) & df["mode"].eq("fwd+bwd")]
+            for dtype, rows in big.groupby("dtype"):
+                png = f"{name}_{dtype}.png"
+                plots.lines(rows, "M", "pct_copy", ["op", "backend"], figures / png,
+                            f"{rows['shape'].iloc[0]}, {dtype}, forward + backward", "% of copy bandwidth")
+                out.append(f"Scan bandwidth from `{f}`:\n\n![{png}](figures/{png})")
+        elif {"layer", "dtype", "tokens_per_s"} <= set(df.columns):
+            body = [[r.layer, r.dtype, f"{r.tokens_per_s:,.0f}"] for r in df.itertuples()]
+            out.append(f"Whole-layer forward + backward from `{f}`:\n\n" + _table(["layer", "dtype", "tokens/s"], body))
+        elif {"arch", "steps_per_s"} <= set(df.columns):
+            body = [[r.arch, r.width, getattr(r, "compile", "–"), _fmt(r.steps_per_s, digits=1)] for r in df.itertuples()]
+            out.append(f"Training steps/s (one run alone on the GPU) from `{f}`:\n\n"
+                       + _table(["arch", "width", "compiled", "steps/s"], body))
+    return "\n\n".join(out) if out else "No GPU benchmark results exist (the benchmark runs on a GPU only)."
 
 
 def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
@@ -170,9 +178,10 @@ def build(grid: grids.Grid, table: pd.DataFrame, figures: Path, bench_files=()) 
     summary = aggregate.summarise(table)
     fig1 = _in_section(summary, *FIG1_SECTIONS)
     fig1 = fig1[fig1["variant"].eq(grids.BASE_VARIANT)].dropna(subset=["acc_mean"])
-    plots.scaling(fig1, "params_total", "parameters (whole model)", figures / "accuracy_vs_params.png")
-    plots.scaling(fig1, "state_size", "state size (whole model)", figures / "accuracy_vs_state.png")
     spec = grid.spec
+    tasks = list(spec["tasks"])
+    plots.scaling(fig1, "params_total", "parameters (whole model)", figures / "accuracy_vs_params.png", tasks)
+    plots.scaling(fig1, "state_size", "state size (whole model)", figures / "accuracy_vs_state.png", tasks)
     failed = table[table["status"].ne("ok")]
     parts = [
         f"# statemix report: grid `{grid.name}`",
@@ -187,11 +196,11 @@ def build(grid: grids.Grid, table: pd.DataFrame, figures: Path, bench_files=()) 
         "![accuracy vs state size](figures/accuracy_vs_state.png)",
         "## Compression: parameter efficiency\n\n" + section_compression(summary, spec["report"]["thresholds"]),
         "## Permutations S3–S5 (the paper's Table 2)\n\n" + section_permutation(summary),
-        "## Order / block size\n\n" + section_order(summary, figures),
+        "## Order / block size\n\n" + section_order(summary, figures, tasks),
         "## Normalisation ablation (the paper's Figure 2)\n\n"
-        + section_norm(summary, list(spec.get("variants", {})), figures),
+        + section_norm(summary, list(spec.get("variants", {})), figures, tasks),
         "## Throughput\n\n" + section_throughput(bench_files, figures),
-        "## Per-task tables\n\n" + section_tasks(summary),
+        "## Per-task tables\n\n" + section_tasks(summary, tasks),
     ]
     if len(failed):
         parts.append("## Failed runs\n\n" + _table(["run", "error"], [[r.path, r.error] for r in failed.itertuples()]))

@@ -1,23 +1,25 @@
-BENCH = f"{REPORT}/benchmark/throughput.csv"
+BENCH = [f"{REPORT}/benchmark/scan_h200.csv", f"{REPORT}/benchmark/layer_h200.csv"]
 
 
 def benchmark_targets():
     """The benchmark runs only where a GPU is visible; elsewhere it is skipped, and says so."""
     if USE_GPU:
-        return [BENCH]
-    print("statemix: benchmark skipped (no GPU visible); the report uses reports/benchmarks/*.csv if present",
+        return BENCH
+    print("statemix: benchmark skipped (no GPU visible); the report uses reports/benchmarks/*_h200.csv if present",
           file=sys.stderr)
     return []
 
 
 def benchmark_inputs():
+    """Benchmark tables for the report: this grid's own run on a GPU, else the committed ones."""
     if GRID.spec.get("benchmark") and USE_GPU:
-        return [BENCH]
-    return sorted(str(p) for p in Path("reports/benchmarks").glob("*.csv"))
+        return BENCH
+    return [str(p) for p in (Path(workflow.basedir) / "reports/benchmarks").glob("*_h200.csv")
+            if p.name.startswith(("scan", "layer", "train"))]
 
 
 rule benchmark:
-    """Throughput of the layers on the GPU (benchmarks/bench_scan.py), holding the whole GPU."""
+    """Scan and whole-layer throughput on the GPU (benchmarks/bench_scan.py, bench_layer.py), GPU to itself."""
     input:
         code=grids.code_files("benchmark"),
     output:
@@ -27,4 +29,5 @@ rule benchmark:
     log:
         f"logs/{G}/benchmark.log",
     shell:
-        "{PY} benchmarks/bench_scan.py --csv {output} > {log} 2>&1"
+        "({PY} benchmarks/bench_scan.py --out $(dirname {output[0]})"
+        " && {PY} benchmarks/bench_layer.py --out $(dirname {output[0]})) > {log} 2>&1"
