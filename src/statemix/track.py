@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -61,9 +63,26 @@ def _experiment_id(client, name: str) -> str:
         return found.experiment_id
 
 
+@contextmanager
+def _store_lock(uri: str):
+    """Serialise processes on one SQLite store: MLflow's first-use schema migration races otherwise."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):].split("?")[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check(experiment: str, uri: str) -> str:
     """Open the store and the experiment before any training, so a broken store fails the run early."""
-    return _experiment_id(_client(uri), experiment)
+    with _store_lock(uri):
+        return _experiment_id(_client(uri), experiment)
 
 
 def run_key(metrics_text: str) -> str:
@@ -126,10 +145,15 @@ def _figure(history: pd.DataFrame, selected_epoch):
 def log_run(out_dir: str | Path, config: config_mod.Config, metrics_text: str, history_csv: str,
             uri: str | None = None) -> tuple[str, bool]:
     """Log one result folder's content as an MLflow run; return (run_id, created). Existing runs are reused."""
+    uri = uri or tracking_uri(config.track.uri)
+    with _store_lock(uri):
+        return _log_run(Path(out_dir).resolve(), config, metrics_text, history_csv, uri)
+
+
+def _log_run(out_dir: Path, config: config_mod.Config, metrics_text: str, history_csv: str, uri: str):
     from mlflow.entities import Param, RunStatus, RunTag
-    out_dir = Path(out_dir).resolve()
     metrics = json.loads(metrics_text)
-    client = _client(uri or tracking_uri(config.track.uri))
+    client = _client(uri)
     exp_id = _experiment_id(client, config.track.experiment)
     key = run_key(metrics_text)
     existing = client.search_runs([exp_id], filter_string=f"tags.{RUN_KEY} = '{key}'", max_results=1)

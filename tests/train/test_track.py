@@ -146,3 +146,14 @@ def test_mlflow_server_serves_the_run(tracked, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_parallel_runs_can_open_a_fresh_store(tmp_path):
+    """Several trainings (Snakemake jobs) start at once on a store that does not exist yet."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    code = f"from statemix import track; track.check('parallel', 'sqlite:///{tmp_path / 'fresh.db'}')"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], logs
+    assert MlflowClient(f"sqlite:///{tmp_path / 'fresh.db'}").get_experiment_by_name("parallel") is not None
