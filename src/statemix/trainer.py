@@ -212,12 +212,12 @@ class Trainer:
             if test["loss"] < self.best["test_loss"]:
                 self.best = {"epoch": self.epoch, "test_loss": test["loss"],
                              "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
-            self.stopped = self._stop_reason(test)
+            self.stopped = self._stop_reason()
             if self.stopped or self.epoch % cfg.checkpoint_every == 0:
                 self._save()
         return self._final()
 
-    def _stop_reason(self, test: dict) -> str | None:
+    def _stop_reason(self) -> str | None:
         cfg = self.cfg
         key = "test_acc" if cfg.accuracy == "macro" else "test_acc_micro"
         accs = [row[key] for row in self.history]
