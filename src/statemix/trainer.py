@@ -134,8 +134,8 @@ class Trainer:
     def train_epoch(self) -> dict:
         """One pass over shuffled train batches; returns device tensors (no host sync)."""
         cfg, data = self.cfg, self.train
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(len(data), generator=gen).to(self.device)
+        gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(data), generator=gen, device=self.device)
         self.model.train()
         lr = self.optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
