@@ -71,9 +71,8 @@ def project(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["paper", "cpu", "smoke"])
-def test_dry_run_lists_expected_jobs(name, tmp_path):
-    out = snakemake(ROOT, "-n", "--forceall", "--config", f"grid={name}", "--directory", str(tmp_path),
-                    "--snakefile", str(ROOT / "Snakefile"))
+def test_dry_run_lists_expected_jobs(name):
+    out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}")
     assert f"running grid '{name}'" in out.stderr + out.stdout
     spec = yaml.safe_load((grids.GRID_DIR / f"{name}.yaml").read_text())
     assert job_counts(out.stdout + out.stderr) == expected_counts(spec)
@@ -84,11 +83,12 @@ def test_bad_grid_stops_snakemake_at_parse_time(tmp_path):
     spec["studies"]["main"]["widthz"] = [4]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec))
-    out = snakemake(ROOT, "-n", "--config", f"grid={bad}", "--directory", str(tmp_path), check=False)
+    out = snakemake(ROOT, "-n", "--nolock", "--config", f"grid={bad}", check=False)
     assert out.returncode != 0
-    assert "studies.main" in out.stderr and "widthz" in out.stderr
-    out = snakemake(ROOT, "-n", "--config", "gird=smoke", "--directory", str(tmp_path), check=False)
-    assert out.returncode != 0 and "gird" in out.stderr
+    text = out.stdout + out.stderr
+    assert "studies.main" in text and "widthz" in text
+    out = snakemake(ROOT, "-n", "--nolock", "--config", "gird=smoke", check=False)
+    assert out.returncode != 0 and "gird" in out.stdout + out.stderr
 
 
 @pytest.mark.slow
@@ -160,14 +160,13 @@ def test_dvc_repro_stage_and_push_pull(project, tmp_path):
     assert "train" not in job_counts(snakemake(project, "-n", "--config", "grid=smoke").stdout)
 
 
-def test_snakefile_and_dvc_name_the_same_stages_and_outputs(tmp_path):
+def test_snakefile_and_dvc_name_the_same_stages_and_outputs():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     grid = dvc["vars"][0]["grid"]
     rules = snakemake(ROOT, "--list-rules", "--config", f"grid={grid}").stdout.split("\n")
     rules = {line.split()[0] for line in rules if line.strip()}
     assert set(dvc["stages"]) == rules - {"all", "benchmark"}
-    summary = snakemake(ROOT, "--summary", "--forceall", "--config", f"grid={grid}", "--directory", str(tmp_path),
-                        "--snakefile", str(ROOT / "Snakefile")).stdout
+    summary = snakemake(ROOT, "--summary", "--forceall", "--nolock", "--config", f"grid={grid}").stdout
     produced = [line.split("\t")[:3:2] for line in summary.splitlines()[1:] if "\t" in line]
     for stage, body in dvc["stages"].items():
         outs = [next(iter(o)) if isinstance(o, dict) else o
