@@ -47,12 +47,13 @@ def minimal_bytes(tensors, mode):
     return L + 2 * V if mode == "fwd" else 3 * L + 6 * V
 
 
-def scan_cases(kind, M, dtype, shape_name, compile_ref=False):
+def scan_cases(kind, M, dtype, shape_name, compile_ref=False, pytorch=True):
     B, T, S = SHAPES[shape_name]
     logits, v, _ = make_inputs(kind, B, T, S // M, M, "softmax", dtype, device="cuda")
     tensors = (logits.detach().requires_grad_(), v.detach().requires_grad_())
     op, ref = OPS[kind], REFS[kind]
-    cases = {b: (lambda lg, vv, b=b: op(lg, vv, backend=b)) for b in ("triton", "scan", "reference")}
+    backends = ("triton", "scan", "reference") if pytorch else ("triton",)
+    cases = {b: (lambda lg, vv, b=b: op(lg, vv, backend=b)) for b in backends}
     if compile_ref:
         cases = {"compile(reference)": torch.compile(lambda lg, vv: ref(lg, vv)[0])}
     return tensors, cases
@@ -79,10 +80,10 @@ def timed(call, slow=False):
 
 def cases_for(shape_name, dname, compile_ref):
     """(op, M, compile?) in run order; torch.compile of the reference (slow to build: it unrolls
-    the time loop) runs last, at the MAD shape in fp32, for H-LRU M=2 and BD-LRU M=4."""
+    the time loop) runs last, at the MAD shape in fp32, for BD-LRU M=4."""
     out = [(kind, M, False) for kind, orders in ORDERS.items() for M in orders]
     if compile_ref and shape_name.startswith("B128") and dname == "fp32":
-        out += [("hlru", 2, True), ("bdlru", 4, True)]
+        out += [("bdlru", 4, True)]
     return out
 
 
@@ -99,6 +100,8 @@ def bench(args):
     copy_gbs = copy_bandwidth()
     print(f"# {hardware()}\n# copy {copy_gbs:.0f} GB/s", flush=True)
     rows = []
+    meta = os.path.join(args.out, "scan_h200_meta.txt")
+    write_atomic(meta, f"{hardware()}\ncopy_GBps={copy_gbs:.1f}\n")
     for shape_name in SHAPES:
         for dname, dtype in DTYPES.items():
             for mode in ("fwd", "fwd+bwd"):
@@ -108,7 +111,8 @@ def bench(args):
                 record(rows, copy_gbs, op="diag", M=1, dtype=dname, shape=shape_name, backend="accelerated-scan",
                        mode=mode, ms=timed(call), bytes=passes * tensors[0].numel() * tensors[0].element_size())
             for kind, M, compile_ref in cases_for(shape_name, dname, args.compile):
-                tensors, cases = scan_cases(kind, M, dtype, shape_name, compile_ref)
+                pytorch = shape_name in args.pytorch_shapes
+                tensors, cases = scan_cases(kind, M, dtype, shape_name, compile_ref, pytorch)
                 for backend, fn in cases.items():
                     if backend == "reference" and dname != "fp32":
                         continue
@@ -124,16 +128,41 @@ def bench(args):
                                mode=mode, ms=ms, bytes=minimal_bytes(tensors, mode))
                 write_csv(os.path.join(args.out, "scan_h200.csv"), rows)
                 torch.cuda.empty_cache()
-    return rows, copy_gbs
+    return rows
 
 
-def report(rows, copy_gbs, out):
-    cols = ["op", "M", "dtype", "shape", "backend", "mode", "ms", "GBps", "pct_copy"]
+def report_from_csv(paths, out):
+    """Table and plot from benchmark CSVs (the first is the main run; its meta file gives the copy
+    bandwidth and hardware); later files only add PyTorch-baseline rows the first lacks."""
+    import csv
+
+    rows, seen = [], set()
+    for i, path in enumerate(paths):
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                for k in ("M", ):
+                    r[k] = int(r[k])
+                for k in ("ms", "MB", "GBps", "pct_copy"):
+                    r[k] = float(r[k])
+                key = (r["op"], r["M"], r["dtype"], r["shape"], r["backend"], r["mode"])
+                if key in seen or (i > 0 and r["backend"] in ("triton", "accelerated-scan")):
+                    continue
+                seen.add(key)
+                r["run"] = os.path.basename(os.path.dirname(os.path.abspath(path)))
+                rows.append(r)
+    with open(os.path.join(os.path.dirname(paths[0]), "scan_h200_meta.txt")) as f:
+        hw, copy_line = f.read().splitlines()[:2]
+    report(rows, float(copy_line.split("=")[1]), out, hw)
+
+
+def report(rows, copy_gbs, out, hw):
+    cols = ["op", "M", "dtype", "shape", "backend", "mode", "ms", "GBps", "pct_copy", "run"]
     main = [r for r in rows if r["backend"] in ("triton", "accelerated-scan")]
     others = [r for r in rows if r["backend"] not in ("triton", "accelerated-scan")]
     text = (
-        f"# Scan benchmark\n\n{stamp()}; {hardware()}.\n\n"
-        f"Device-to-device copy measured in the same run: {copy_gbs:.0f} GB/s (bytes read + written).\n"
+        f"# Scan benchmark\n\n{stamp()}; {hw}.\n\n"
+        f"Device-to-device copy measured in the main run: {copy_gbs:.0f} GB/s (bytes read + written); "
+        "each row's share is of the copy measured in its own run (column `run`).\n"
         "Bandwidth counts minimal bytes: forward L + 2V, forward + backward 3L + 6V elements "
         "(L logits, V values); the diagonal baseline 3 and 8 passes of its (B, C, T) tensors. "
         "State size S = N·M (N = S // M for H-LRU M = 3, 5).\n\n"
@@ -175,12 +204,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="reports/benchmarks", help="folder for scan_h200.{csv,md,png}")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile of the reference")
+    ap.add_argument("--pytorch-shapes", nargs="*", default=list(SHAPES), help="shapes that also time scan/reference")
+    ap.add_argument("--report", metavar="CSV", help="only rebuild the table and plot from CSV files (no GPU)", nargs="*")
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.report:
+        report_from_csv(args.report, args.out)
+        return
     if not torch.cuda.is_available():
         raise SystemExit("bench_scan needs a CUDA device")
-    os.makedirs(args.out, exist_ok=True)
-    rows, copy_gbs = bench(args)
-    report(rows, copy_gbs, args.out)
+    bench(args)
 
 
 if __name__ == "__main__":
