@@ -44,3 +44,12 @@ def test_triton_backend_on_cpu_is_refused(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match=r"backend: 'triton' needs a CUDA tensor"):
         hl(backend="triton")
+
+
+def test_auto_backend_on_cpu():
+    from statemix.ops.dispatch import SCAN_MIN_T, resolve_backend
+
+    x = torch.zeros(1, SCAN_MIN_T, 1, 2)
+    assert resolve_backend("auto", x, needs_grad=True) == "scan"
+    assert resolve_backend("auto", x, needs_grad=False) == "reference"
+    assert resolve_backend("auto", x[:, :-1], needs_grad=True) == "reference"

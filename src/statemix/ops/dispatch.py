@@ -9,7 +9,7 @@ from .scan import bdlru_scan, hlru_scan
 
 BACKENDS = ("auto", "reference", "scan", "triton")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-SCAN_MIN_T = 32
+SCAN_MIN_T = 128
 
 
 def _names(items):
@@ -63,22 +63,29 @@ def _check(logits, v, norm, backend, initial_state, block):
             raise ValueError(f"initial_state: on {initial_state.device} but logits on {logits.device}")
 
 
-def resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """Map `auto` to the fastest correct backend for `x`'s device and length."""
+def resolve_backend(backend: str, x: torch.Tensor, needs_grad: bool = True) -> str:
+    """Map `auto` to the fastest correct backend for `x`'s device, length and whether a backward follows.
+
+    On the CPU the sequential loop wins for inference and for short training sequences; the chunked
+    scan wins once T ≥ 128 and a backward follows (reports/benchmarks/cpu_backends.md).
+    """
     if backend == "triton" and not triton_usable(x):
         raise ValueError(
             f"backend: 'triton' needs a CUDA tensor (or TRITON_INTERPRET=1) and triton; got a tensor on {x.device}"
         )
     if backend != "auto":
         return backend
-    if x.is_cuda and triton_usable(x):
-        return "triton"
-    return "scan" if x.shape[1] >= SCAN_MIN_T else "reference"
+    if x.is_cuda:
+        return "triton" if triton_usable(x) else "scan"
+    return "scan" if needs_grad and x.shape[1] >= SCAN_MIN_T else "reference"
 
 
 def _run(block, logits, v, norm, backend, initial_state, output_final_state):
     _check(logits, v, norm, backend, initial_state, block)
-    backend = resolve_backend(backend, logits)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (logits, v, initial_state)
+    )
+    backend = resolve_backend(backend, logits, needs_grad)
     if backend == "triton":
         from statemix.ops.triton import bdlru_triton, hlru_triton
         out, final = (bdlru_triton if block else hlru_triton)(logits, v, norm, initial_state, output_final_state)

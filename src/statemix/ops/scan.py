@@ -1,40 +1,43 @@
-"""Parallel associative scan in pure PyTorch, for any first-order affine recurrence.
+"""Chunked parallel scan in pure PyTorch, for any first-order affine recurrence.
 
-`h_t = A_t h_{t-1} + b_t` is computed chunk by chunk: inside a chunk of L steps a
-Hillis–Steele prefix scan with the operator `(A_l, b_l) • (A_r, b_r) = (A_r A_l,
-A_r b_l + b_r)` runs in log2(L) parallel steps; the state is relayed between
-chunks. Chunks are processed in groups whose size is capped, so the working
-memory stays bounded however long T is. H-LRU enters through its companion
-matrices, BD-LRU through its blocks.
+`h_t = A_t h_{t-1} + b_t` with the associative operator `(A_l, b_l) • (A_r, b_r) = (A_r A_l,
+A_r b_l + b_r)`, evaluated in two levels. Time is cut into C chunks of L ≈ √T steps. First,
+every chunk is reduced at once: the operator folds its L elements into prefix pairs
+`(P_t, x_t)`, all chunks in parallel. Then the state is relayed across the C chunk totals, and
+finally `h_t = P_t h_start + x_t` for every step at once. That is L + C dependent steps instead
+of T, with O(T·M³) work. Chunks go in groups whose size is capped, so the working memory stays
+bounded however long T is. H-LRU enters through its companion matrices, BD-LRU through its blocks.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .naive import compute_dtype
 from .norm import normalize
 
-CHUNK = 64
 MAX_GROUP_ELEMENTS = 1 << 24
 
 
-def _prefix(A, b):
-    """Inclusive prefix composition along dim 2. A `[B, C, L, N, M, M]`, b `[B, C, L, N, M]`."""
-    L = A.shape[2]
-    d = 1
-    while d < L:
-        A_new = A[:, :, d:] @ A[:, :, :-d]
-        b_new = (A[:, :, d:] @ b[:, :, :-d].unsqueeze(-1)).squeeze(-1) + b[:, :, d:]
-        A = torch.cat([A[:, :, :d], A_new], dim=2)
-        b = torch.cat([b[:, :, :d], b_new], dim=2)
-        d *= 2
-    return A, b
+def _fold_chunks(A, b):
+    """Prefix pairs inside each chunk. A `[B, C, L, N, M, M]`, b `[B, C, L, N, M]` -> (P, x) of the same shapes."""
+    P, x = A[:, :, 0], b[:, :, 0]
+    Ps, xs = [P], [x]
+    for i in range(1, A.shape[2]):
+        A_i = A[:, :, i]
+        P = A_i @ P
+        x = (A_i @ x.unsqueeze(-1)).squeeze(-1) + b[:, :, i]
+        Ps.append(P)
+        xs.append(x)
+    return torch.stack(Ps, dim=2), torch.stack(xs, dim=2)
 
 
-def affine_scan(A, b, initial_state=None, chunk=CHUNK):
+def affine_scan(A, b, initial_state=None, chunk=None):
     """Scan `h_t = A_t h_{t-1} + b_t`.
 
     Args:
         A: `[B, T, N, M, M]`; b: `[B, T, N, M]`; initial_state: `[B, N, M]` or None.
+        chunk: steps per chunk; None picks ⌈√T⌉.
     Returns:
         h `[B, T, N, M]` and the final state `[B, N, M]`.
     """
@@ -42,7 +45,7 @@ def affine_scan(A, b, initial_state=None, chunk=CHUNK):
     h = b.new_zeros(B, N, M) if initial_state is None else initial_state.to(b.dtype)
     if T == 0:
         return b, h
-    L = min(chunk, T)
+    L = chunk or math.isqrt(T - 1) + 1
     C = -(-T // L)
     pad = C * L - T
     if pad:
@@ -54,13 +57,13 @@ def affine_scan(A, b, initial_state=None, chunk=CHUNK):
     group = max(1, MAX_GROUP_ELEMENTS // (B * L * N * M * M))
     outs = []
     for g in range(0, C, group):
-        Ag, bg = _prefix(A[:, g:g + group], b[:, g:g + group])
+        P, x = _fold_chunks(A[:, g:g + group], b[:, g:g + group])
         starts = []
-        for c in range(Ag.shape[1]):
+        for c in range(P.shape[1]):
             starts.append(h)
-            h = (Ag[:, c, -1] @ h.unsqueeze(-1)).squeeze(-1) + bg[:, c, -1]
+            h = (P[:, c, -1] @ h.unsqueeze(-1)).squeeze(-1) + x[:, c, -1]
         h0 = torch.stack(starts, dim=1)  # [B, G, N, M]
-        outs.append((Ag @ h0[:, :, None, :, :, None]).squeeze(-1) + bg)
+        outs.append((P @ h0[:, :, None, :, :, None]).squeeze(-1) + x)
     hs = torch.cat(outs, dim=1).reshape(B, C * L, N, M)[:, :T]
     return hs, h
 
