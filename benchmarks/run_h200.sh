@@ -11,7 +11,7 @@ if [ -n "${2:-}" ]; then
 fi
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
-timeout "${TEST_S:-200}" python3 -m pytest -q -m gpu -n 8 tests/ops/test_triton.py -rf -p no:benchmark 2>&1 | tail -40 | tee "$out/gpu_tests.txt"
+[ "${TEST_S:-200}" != 0 ] && timeout "${TEST_S:-200}" python3 -m pytest -q -m gpu -n 8 tests/ops/test_triton.py -rf -p no:benchmark 2>&1 | tail -40 | tee "$out/gpu_tests.txt"
 [ "${SWEEP_S:-0}" != 0 ] && timeout "$SWEEP_S" python3 benchmarks/sweep_triton.py --out "$out" 2>&1 | tail -60
 timeout "${BENCH_S:-240}" python3 benchmarks/bench_scan.py --out "$out" --pytorch-shapes ${PYTORCH_SHAPES:-B128-T128-S128} 2>&1 | tee "$out/bench_scan.log" | grep -v "scan   \|reference" | tail -70
 timeout "${LAYER_S:-60}" python3 benchmarks/bench_layer.py --out "$out" 2>&1 | grep "^{" | tail -15

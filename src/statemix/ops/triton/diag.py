@@ -77,7 +77,7 @@ def diag_bwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_pt
         t = T - 1 - j - tt
         m = (t >= 0)[:, None] & mn[None, :]
         row = (b.to(tl.int64) * T + t)[:, None] * N + n[None, :]
-        mnext = (t + 1 < T)[:, None] & mn[None, :]
+        mnext = ((t + 1 < T) & (t >= 0))[:, None] & mn[None, :]
         an, _, _, _ = _coeffs(x_ptr, row + N, mnext, NORM, cd)
         dh = tl.load(dh_ptr + row, mask=m, other=0.0).to(cd)
         ca, cl = tl.associative_scan((tl.where(mnext, tl.sum(an, axis=2), 1.0), dh), 0, _affine)
