@@ -152,6 +152,7 @@ def report_from_csv(paths, out):
                 rows.append(r)
     with open(os.path.join(os.path.dirname(paths[0]), "scan_h200_meta.txt")) as f:
         hw, copy_line = f.read().splitlines()[:2]
+    write_csv(os.path.join(out, "scan_h200.csv"), rows)
     report(rows, float(copy_line.split("=")[1]), out, hw)
 
 
@@ -166,7 +167,9 @@ def report(rows, copy_gbs, out, hw):
         "Bandwidth counts minimal bytes: forward L + 2V, forward + backward 3L + 6V elements "
         "(L logits, V values); the diagonal baseline 3 and 8 passes of its (B, C, T) tensors. "
         "State size S = N·M (N = S // M for H-LRU M = 3, 5).\n\n"
-        "Command: `python benchmarks/bench_scan.py --out reports/benchmarks`\n\n"
+        "Commands: `benchmarks/run_h200.sh OUT .whl-kernels` on the H200 (runs "
+        "`python benchmarks/bench_scan.py --out OUT`), then "
+        "`python benchmarks/bench_scan.py --out reports/benchmarks --report OUT/scan_h200.csv` here.\n\n"
         f"## Triton kernels and the diagonal baseline\n\n{markdown(main, cols)}\n\n"
         f"## PyTorch backends (scan, reference loop, torch.compile of the reference)\n\n{markdown(others, cols)}\n"
     )
@@ -189,7 +192,8 @@ def plot(rows, path):
             vals = [next((r["pct_copy"] for r in sel if (r["op"], r["M"]) == lab and r["dtype"] == dname
                           and r["mode"] == mode), 0.0) for lab in labels]
             ax.bar([i + (j - 1.5) * width for i in range(len(labels))], vals, width, label=f"{dname} {mode}")
-        ax.set_xticks(range(len(labels)), [f"{o}-m{m}" for o, m in labels], rotation=45, ha="right")
+        names = [("accelerated-scan" if o == "diag" else f"{o}-m{m}") for o, m in labels]
+        ax.set_xticks(range(len(labels)), names, rotation=45, ha="right")
         ax.axhline(80, color="k", lw=0.8, ls="--")
         ax.set_title(shape_name)
         ax.set_ylabel("% of copy bandwidth (minimal bytes)")

@@ -3,8 +3,8 @@ import torch
 
 from .bdlru_bwd import bdlru_bwd_kernel
 from .bdlru_fwd import bdlru_fwd_kernel
-from .chunks import scan_bwd, scan_fwd, tune_chunk
-from .common import NORM_ID, chunk_len, default_config, pow2
+from .chunks import scan_bwd, scan_fwd
+from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
 from .diag import diag_scan
 from .prep import check_inputs, compute_dtype, empty_result
 
@@ -42,7 +42,7 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         logits: `[B, T, N, M, M+1]`; row i holds `(A[i, :], a0[i])`, fp32/bf16/fp16/fp64.
         v: `[B, T, N, M]`, same dtype.
         initial_state: `[B, N, M]` or None.
-        chunk: steps per time chunk (None: the fastest of a few, timed once per shape).
+        chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
     Returns:
         `(h [B, T, N, M], final_state [B, N, M] in fp32, or None)`.
@@ -55,11 +55,9 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
     if M == 1 and chunk is None and config is None:
         cd = compute_dtype(logits.dtype)
         h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
-        h, final = diag_scan(logits.view(B, T, N, 2), v.view(B, T, N), h0, NORM_ID[norm])
+        h, final = diag_scan(logits.view(B, T, N, 2), v.view(B, T, N), h0, NORM_ID[norm], interpreting())
         return h.view(B, T, N, 1), (final[..., None] if output_final_state else None)
     cfg = config or default_config("bdlru", pow2(M))
-    L = chunk_len(T, chunk)
-    if L is None:
-        L = tune_chunk((bdlru_fwd_kernel, bdlru_bwd_kernel), logits, v, M, pow2(M), NORM_ID[norm], cfg)
+    L = chunk_len(T, B * -(-N // cfg.block), chunk)
     h, final = BDLRUFunction.apply(logits, v, initial_state, norm, L, cfg)
     return h, (final if output_final_state else None)

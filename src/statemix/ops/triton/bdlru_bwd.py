@@ -1,21 +1,19 @@
 """BD-LRU backward: `λ_t = dh_t + A_{t+1}ᵀ λ_{t+1}`, walked right to left per chunk.
 
-The loop carries `μ = A_tᵀ λ_t`, so each step needs only its own logits. Tiles of TB
-steps are loaded time-reversed; only the `μ` recursion is sequential, while the
-gradients of a tile (`dA_t = λ_t h_{t-1}ᵀ`, with `h_{t-1}` read back from the forward
-output, and the normalisation adjoint) are computed on the whole tile.
+The loop carries `μ = A_tᵀ λ_t`, so each step needs only its own logits; `h_{t-1}`
+for `dA_t = λ_t h_{t-1}ᵀ` is read back from the forward output.
 """
 import triton
 import triton.language as tl
 
-from .common import chunk_tile, norm_bwd, norm_fwd, pick
+from .common import chunk_tile, norm_bwd, norm_fwd
 
 
-@triton.jit(do_not_specialize=["T", "N", "M", "L"])
+@triton.jit(do_not_specialize=["NORM", "T", "L"])
 def bdlru_bwd_kernel(
     x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, mu_ptr, f_ptr, dx_ptr, dv_ptr, dh0_ptr,
-    T, N, M, L, NORM: tl.constexpr,
-    MP: tl.constexpr, BN: tl.constexpr, TB: tl.constexpr, SUMMARY: tl.constexpr, NUM_STAGES: tl.constexpr,
+    T, N, M, L, NORM,
+    MP: tl.constexpr, BN: tl.constexpr, SUMMARY: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     """One program: BN blocks of one batch element over one chunk, right to left.
 
@@ -25,46 +23,40 @@ def bdlru_bwd_kernel(
     """
     b, c, n, p, mn, mp, m2, r, rc, t0, t1 = chunk_tile(T, N, M, L, MP, BN)
     cd = mu_ptr.dtype.element_ty
+    m3 = m2[:, :, None] & mp[None, None, :]
     K = M + 1
     row_b = b.to(tl.int64) * T * N
     ij = p[:, None] * K + p[None, :]
-    q = tl.arange(0, TB)
     if SUMMARY:
         mu = tl.zeros((BN, MP), cd)
     else:
         mu = tl.load(mu_ptr + (rc * MP)[:, None] + p[None, :], mask=m2, other=0.0)
-    for j in tl.range(0, t1 - t0, TB, num_stages=NUM_STAGES):
-        t = t1 - 1 - j - q
-        mt2 = (t >= t0)[:, None, None] & m2[None]
-        mt3 = mt2[:, :, :, None] & mp[None, None, None, :]
-        row = row_b + t[:, None] * N + n[None, :]
+    for j in tl.range(0, t1 - t0, num_stages=NUM_STAGES):
+        t = t1 - 1 - j
+        row = row_b + t * N + n
         base = row * (M * K)
-        xl = tl.load(x_ptr + base[:, :, None, None] + ij[None, None], mask=mt3, other=0.0).to(cd)
-        gp = x_ptr + (base[:, :, None] + p[None, None, :] * K + M)
-        g = tl.load(gp[:, :, :, None], mask=mt2[:, :, :, None], other=0.0).to(cd)
-        dh = tl.load(dh_ptr + (row * M)[:, :, None] + p[None, None, :], mask=mt2, other=0.0).to(cd)
-        a, a0 = norm_fwd(xl, g, mt3, NORM, 3)
-        lam = tl.zeros((TB, BN, MP), cd)
-        for i in tl.static_range(TB):
-            li = pick(dh, (q == i)[:, None, None]) + mu
-            lam = tl.where((q == i)[:, None, None], li[None], lam)
-            mu_i = tl.sum(pick(a, (q == i)[:, None, None, None]) * li[:, :, None], axis=1)
-            mu = tl.where(t1 - 1 - j - i >= t0, mu_i, mu)
+        xl = tl.load(x_ptr + base[:, None, None] + ij[None, :, :], mask=m3, other=0.0).to(cd)
+        g = tl.load(x_ptr + (base[:, None] + p[None, :] * K + M)[:, :, None], mask=m2[:, :, None], other=0.0).to(cd)
+        dh = tl.load(dh_ptr + (row * M)[:, None] + p[None, :], mask=m2, other=0.0).to(cd)
+        a, a0 = norm_fwd(xl, g, m3, NORM, 2)
+        lam = dh + mu
         if not SUMMARY:
-            v = tl.load(v_ptr + (row * M)[:, :, None] + p[None, None, :], mask=mt2, other=0.0).to(cd)
-            hrow = ((row - N) * M)[:, :, None] + p[None, None, :]
-            hp = tl.load(h_ptr + hrow, mask=mt2 & (t >= 1)[:, None, None], other=0.0).to(cd)
-            h0 = tl.load(h0_ptr + (r * MP)[:, None] + p[None, :], mask=m2, other=0.0)
-            hp += tl.where((t == 0)[:, None, None], h0[None], 0.0)
-            dxl, dg = norm_bwd(xl, g, a, a0, lam[:, :, :, None] * hp[:, :, None, :], (lam * v)[:, :, :, None], mt3,
-                               NORM, 3)
-            dt = dx_ptr.dtype.element_ty
-            tl.store(dx_ptr + base[:, :, None, None] + ij[None, None], dxl.to(dt), mask=mt3)
-            tl.store(dx_ptr + (base[:, :, None] + p[None, None, :] * K + M)[:, :, :, None], dg.to(dt),
-                     mask=mt2[:, :, :, None])
-            tl.store(dv_ptr + (row * M)[:, :, None] + p[None, None, :], (lam * tl.sum(a0, axis=3)).to(dt), mask=mt2)
+            v = tl.load(v_ptr + (row * M)[:, None] + p[None, :], mask=m2, other=0.0).to(cd)
+            tn = (n * 0 + t)[:, None]
+            hp = tl.load(h_ptr + ((row - N) * M)[:, None] + p[None, :], mask=m2 & (tn > 0), other=0.0).to(cd)
+            hp += tl.load(h0_ptr + (r * MP)[:, None] + p[None, :], mask=m2 & (tn == 0), other=0.0)
+            da = lam[:, :, None] * hp[:, None, :]
+            da0 = (lam * v)[:, :, None]
+            dxl, dg = norm_bwd(xl, g, a, a0, da, da0, m3, NORM, 2)
+            tl.store(dx_ptr + base[:, None, None] + ij[None, :, :], dxl.to(dx_ptr.dtype.element_ty), mask=m3)
+            tl.store(dx_ptr + (base[:, None] + p[None, :] * K + M)[:, :, None], dg.to(dx_ptr.dtype.element_ty),
+                     mask=m2[:, :, None])
+            tl.store(dv_ptr + (row * M)[:, None] + p[None, :], (lam * tl.sum(a0, axis=2)).to(dv_ptr.dtype.element_ty),
+                     mask=m2)
+        mu = tl.sum(a * lam[:, :, None], axis=1)
     if SUMMARY:
         tl.store(f_ptr + (rc * MP)[:, None] + p[None, :], mu, mask=m2)
     else:
         if c == 0:
             tl.store(dh0_ptr + (r * MP)[:, None] + p[None, :], mu, mask=m2)
+

@@ -1,21 +1,19 @@
 """BD-LRU forward: a sequential scan per time chunk, one M×M block matvec per step.
 
 A program holds BN blocks of one batch element; the state `h [BN, MP]` stays in
-registers. Logits and values are loaded TB steps at a time (`[TB, BN, M, M+1]`) and
-normalised as one tile, so the loads of TB steps are in flight together and only the
-matvec is sequential.
+registers and each step streams the blocks' logits `[BN, M, M+1]` once.
 """
 import triton
 import triton.language as tl
 
-from .common import chunk_tile, norm_fwd, pick
+from .common import chunk_tile, norm_fwd
 
 
-@triton.jit(do_not_specialize=["T", "N", "M", "L", "NC"])
+@triton.jit(do_not_specialize=["NORM", "T", "L", "NC"])
 def bdlru_fwd_kernel(
     x_ptr, v_ptr, h_ptr, hin_ptr, e_ptr, phi_ptr, fin_ptr,
-    T, N, M, L, NC, NORM: tl.constexpr,
-    MP: tl.constexpr, BN: tl.constexpr, TB: tl.constexpr, SUMMARY: tl.constexpr, NUM_STAGES: tl.constexpr,
+    T, N, M, L, NC, NORM,
+    MP: tl.constexpr, BN: tl.constexpr, SUMMARY: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     """One program: BN blocks of one batch element over one chunk of L steps.
 
@@ -34,31 +32,18 @@ def bdlru_fwd_kernel(
         h = tl.load(hin_ptr + (rc * MP)[:, None] + p[None, :], mask=m2, other=0.0)
     row_b = b.to(tl.int64) * T * N
     ij = p[:, None] * K + p[None, :]
-    q = tl.arange(0, TB)
-    for tb in tl.range(t0, t1, TB, num_stages=NUM_STAGES):
-        t = tb + q
-        mt2 = (t < t1)[:, None, None] & m2[None]
-        mt3 = mt2[:, :, :, None] & mp[None, None, None, :]
-        row = row_b + t[:, None] * N + n[None, :]
+    for t in tl.range(t0, t1, num_stages=NUM_STAGES):
+        row = row_b + t * N + n
         base = row * (M * K)
-        xl = tl.load(x_ptr + base[:, :, None, None] + ij[None, None], mask=mt3, other=0.0).to(cd)
-        gp = x_ptr + (base[:, :, None] + p[None, None, :] * K + M)
-        g = tl.load(gp[:, :, :, None], mask=mt2[:, :, :, None], other=0.0).to(cd)
-        v = tl.load(v_ptr + (row * M)[:, :, None] + p[None, None, :], mask=mt2, other=0.0).to(cd)
-        a, a0 = norm_fwd(xl, g, mt3, NORM, 3)
-        u = tl.sum(a0, axis=3) * v
-        out = tl.zeros((TB, BN, MP), cd)
-        for i in tl.static_range(TB):
-            ai = pick(a, (q == i)[:, None, None, None])
-            hn = tl.sum(ai * h[:, None, :], axis=2) + pick(u, (q == i)[:, None, None])
-            ok = tb + i < t1
-            if SUMMARY:
-                P = tl.where(ok, tl.sum(ai[:, :, :, None] * P[:, None, :, :], axis=2), P)
-            else:
-                out = tl.where((q == i)[:, None, None], hn[None], out)
-            h = tl.where(ok, hn, h)
+        xl = tl.load(x_ptr + base[:, None, None] + ij[None, :, :], mask=m3, other=0.0).to(cd)
+        g = tl.load(x_ptr + (base[:, None] + p[None, :] * K + M)[:, :, None], mask=m2[:, :, None], other=0.0).to(cd)
+        v = tl.load(v_ptr + (row * M)[:, None] + p[None, :], mask=m2, other=0.0).to(cd)
+        a, a0 = norm_fwd(xl, g, m3, NORM, 2)
+        if SUMMARY:
+            P = tl.sum(a[:, :, :, None] * P[:, None, :, :], axis=2)
+        h = tl.sum(a * h[:, None, :], axis=2) + tl.sum(a0, axis=2) * v
         if not SUMMARY:
-            tl.store(h_ptr + (row * M)[:, :, None] + p[None, None, :], out.to(h_ptr.dtype.element_ty), mask=mt2)
+            tl.store(h_ptr + (row * M)[:, None] + p[None, :], h.to(h_ptr.dtype.element_ty), mask=m2)
     if SUMMARY:
         tl.store(e_ptr + (rc * MP)[:, None] + p[None, :], h, mask=m2)
         q2 = p[:, None] * MP + p[None, :]
@@ -66,3 +51,4 @@ def bdlru_fwd_kernel(
     else:
         if c == NC - 1:
             tl.store(fin_ptr + (r * MP)[:, None] + p[None, :], h, mask=m2)
+

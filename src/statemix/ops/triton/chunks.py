@@ -8,10 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import tuned_chunk_len
 
-
-@triton.jit(do_not_specialize=["R", "M", "NC"])
+@triton.jit
 def relay_fwd_kernel(e_ptr, phi_ptr, hin_ptr, R, M, NC, MP: tl.constexpr, BR: tl.constexpr):
     """`hin[c+1] = phi[c] hin[c] + e[c]`, walking the chunks in order (shared by both ops)."""
     r = tl.program_id(0) * BR + tl.arange(0, BR)
@@ -27,7 +25,7 @@ def relay_fwd_kernel(e_ptr, phi_ptr, hin_ptr, R, M, NC, MP: tl.constexpr, BR: tl
         tl.store(hin_ptr + ((rc + R).to(tl.int64) * MP)[:, None] + p[None, :], h, mask=m)
 
 
-@triton.jit(do_not_specialize=["R", "M", "NC"])
+@triton.jit
 def relay_bwd_kernel(f_ptr, phi_ptr, mu_ptr, R, M, NC, MP: tl.constexpr, BR: tl.constexpr):
     """`mu[c-1] = phi[c]ᵀ mu[c] + f[c]`, walking the chunks backwards (shared by both ops)."""
     r = tl.program_id(0) * BR + tl.arange(0, BR)
@@ -78,16 +76,16 @@ def scan_fwd(kernel, logits, v, hin0, M, norm_id, L, cfg):
     hin[0] = hin0.reshape(R, MP)
     fin = hin0.new_empty(B, N, MP)
     phi = None
-    meta = dict(NORM=norm_id, MP=MP, TB=cfg.tb, NUM_STAGES=cfg.stages, num_warps=cfg.warps)
+    meta = dict(MP=MP, NUM_STAGES=cfg.stages, num_warps=cfg.warps)
     if NC > 1:
         e = hin0.new_empty(NC, R, MP)
         phi = hin0.new_empty(NC, R, MP, MP)
         kernel[(triton.cdiv(N, cfg.block_summary), B, NC)](
-            logits, v, out, hin, e, phi, fin, T, N, M, L, NC, BN=cfg.block_summary, SUMMARY=True, **meta
+            logits, v, out, hin, e, phi, fin, T, N, M, L, NC, norm_id, BN=cfg.block_summary, SUMMARY=True, **meta
         )
         relay_fwd(e, phi, hin, M)
     kernel[(triton.cdiv(N, cfg.block), B, NC)](
-        logits, v, out, hin, hin, hin, fin, T, N, M, L, NC, BN=cfg.block, SUMMARY=False, **meta
+        logits, v, out, hin, hin, hin, fin, T, N, M, L, NC, norm_id, BN=cfg.block, SUMMARY=False, **meta
     )
     return out, fin, phi
 
@@ -107,28 +105,14 @@ def scan_bwd(kernel, logits, v, out, h0, dout, dfin, phi, M, norm_id, L, cfg):
     dh0 = torch.empty_like(h0)
     mu = h0.new_empty(NC, R, MP)
     mu[NC - 1] = dfin.reshape(R, MP)
-    meta = dict(NORM=norm_id, MP=MP, TB=cfg.tb, NUM_STAGES=cfg.stages, num_warps=cfg.warps)
+    meta = dict(MP=MP, NUM_STAGES=cfg.stages, num_warps=cfg.warps)
     if NC > 1:
         f = h0.new_empty(NC, R, MP)
         kernel[(triton.cdiv(N, cfg.block_summary), B, NC)](
-            logits, v, out, h0, dout, mu, f, dx, dv, dh0, T, N, M, L, BN=cfg.block_summary, SUMMARY=True, **meta
+            logits, v, out, h0, dout, mu, f, dx, dv, dh0, T, N, M, L, norm_id, BN=cfg.block_summary, SUMMARY=True, **meta
         )
         relay_bwd(f, phi, mu, M)
     kernel[(triton.cdiv(N, cfg.block), B, NC)](
-        logits, v, out, h0, dout, mu, mu, dx, dv, dh0, T, N, M, L, BN=cfg.block, SUMMARY=False, **meta
+        logits, v, out, h0, dout, mu, mu, dx, dv, dh0, T, N, M, L, norm_id, BN=cfg.block, SUMMARY=False, **meta
     )
     return dx, dv, dh0
-
-
-def tune_chunk(kernels, logits, v, M, MP, norm_id, cfg):
-    """Chunk length for this shape: timed forward + backward over a few candidates, cached."""
-    B, T, N = logits.shape[:3]
-    key = (kernels, tuple(logits.shape), logits.dtype, norm_id, cfg)
-    h0 = torch.zeros(B, N, MP, device=v.device, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32)
-    dout = torch.randn_like(v)
-
-    def trial(L):
-        out, _, phi = scan_fwd(kernels[0], logits, v, h0, M, norm_id, L, cfg)
-        scan_bwd(kernels[1], logits, v, out, h0, dout, h0, phi, M, norm_id, L, cfg)
-
-    return tuned_chunk_len(key, T, B * triton.cdiv(N, cfg.block), cfg.tb, trial)

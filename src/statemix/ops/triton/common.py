@@ -21,7 +21,7 @@ def interpreting() -> bool:
 
 
 @triton.jit
-def _activation(x, NORM: tl.constexpr):
+def _activation(x, NORM):
     """f(x) of the L1-normalised variants: sigmoid, relu, tanh, identity."""
     if NORM == 1:
         f = 1.0 / (1.0 + tl.exp(-x))
@@ -35,7 +35,7 @@ def _activation(x, NORM: tl.constexpr):
 
 
 @triton.jit
-def _activation_grad(x, f, NORM: tl.constexpr):
+def _activation_grad(x, f, NORM):
     if NORM == 1:
         d = f * (1.0 - f)
     elif NORM == 2:
@@ -48,7 +48,7 @@ def _activation_grad(x, f, NORM: tl.constexpr):
 
 
 @triton.jit
-def norm_fwd(x, g, mask, NORM: tl.constexpr, AXIS: tl.constexpr):
+def norm_fwd(x, g, mask, NORM, AXIS: tl.constexpr):
     """Normalise `(x, g)` jointly over the last axis. x `[..., MP]`, g `[..., 1]`.
 
     Returns `(a, a0)`; masked lanes of `a` are zero.
@@ -76,7 +76,7 @@ def norm_fwd(x, g, mask, NORM: tl.constexpr, AXIS: tl.constexpr):
 
 
 @triton.jit
-def norm_bwd(x, g, a, a0, da, da0, mask, NORM: tl.constexpr, AXIS: tl.constexpr):
+def norm_bwd(x, g, a, a0, da, da0, mask, NORM, AXIS: tl.constexpr):
     """Adjoint of `norm_fwd`: from `(da, da0)` to the logit gradients `(dx, dg)`."""
     if NORM == 0:
         dot = tl.sum(a * da, axis=AXIS, keep_dims=True) + a0 * da0
@@ -120,13 +120,6 @@ def chunk_tile(T, N, M, L, MP: tl.constexpr, BN: tl.constexpr):
     return b, c, n, p, mn, mp, mn[:, None] & mp[None, :], r, rc, t0, tl.minimum(t0 + L, T)
 
 
-@triton.jit
-def pick(x, sel):
-    """Row i of a time tile: `x [TB, ...]` summed under the one-hot mask `sel` (q == i).
-    With the time axis held in each thread's registers this is a register select."""
-    return tl.sum(tl.where(sel, x, 0.0), axis=0)
-
-
 assert RELU_EPS == 1e-3 and TINY == 1e-12, "norm constants are inlined in the kernels above"
 
 
@@ -136,53 +129,35 @@ def pow2(n: int) -> int:
 
 @dataclass(frozen=True)
 class Config:
-    """Launch parameters: rows per program for the scan and for the chunk-summary pass
-    (which also carries an MP×MP transition), steps per time tile, warps, stages."""
+    """Launch parameters: chains (H-LRU) or blocks (BD-LRU) per program, for the scan
+    and for the chunk-summary pass (which also carries an MP×MP transition)."""
 
     block: int
     block_summary: int
-    tb: int = 8
     warps: int = 4
-    stages: int = 2
+    stages: int = 3
 
 
 def default_config(kind: str, MP: int) -> Config:
-    """About 2048 tile elements per program (`TB·BN·MP` for H-LRU, `TB·BN·MP²` for BD-LRU)."""
     if interpreting():
-        return Config(4 if kind == "hlru" else 2, 2, 4, 1, 1)
+        return Config(4 if kind == "hlru" else 2, 2, 1, 1)
     if kind == "hlru":
-        return Config(256 // MP, 256 // MP)
-    return Config(max(1, 256 // (MP * MP)), max(1, 256 // (MP * MP)))
+        block = max(16, 256 // MP)
+        return Config(block, max(8, min(block, 2048 // (MP * MP))))
+    block = max(1, 128 // MP)
+    return Config(block, max(1, min(block, 2048 // (MP * MP * MP))))
 
 
-def chunk_candidates(T: int, programs: int, tb: int) -> list[int]:
-    """Chunk lengths worth timing: no chunking, and enough chunks for ~1k and ~4k programs."""
-    out = {T}
-    for target in (1024, 4096):
-        chunks = max(1, min(triton.cdiv(target, max(programs, 1)), T // (4 * tb)))
-        out.add(triton.cdiv(T, chunks))
-    return sorted(out)
+def chunk_len(T: int, programs: int, chunk: int | None, target_programs: int = 2048, min_len: int = 64) -> int:
+    """Steps per time chunk: enough chunks that `programs * chunks` fills the GPU.
 
-
-_TUNED: dict = {}
-
-
-def tuned_chunk_len(key, T: int, programs: int, tb: int, trial) -> int:
-    """The chunk length whose forward + backward `trial(L)` is fastest; timed once per key."""
-    if key not in _TUNED:
-        cands = chunk_candidates(T, programs, tb)
-        if len(cands) == 1:
-            _TUNED[key] = cands[0]
-        else:
-            times = {L: triton.testing.do_bench(lambda: trial(L), warmup=5, rep=20) for L in cands}
-            _TUNED[key] = min(times, key=times.get)
-    return _TUNED[key]
-
-
-def chunk_len(T: int, chunk: int | None) -> int | None:
-    """The forced chunk length (tests use it to exercise several chunks), or None."""
-    if chunk is None:
-        return max(T, 1) if interpreting() else None
-    if int(chunk) < 1:
-        raise ValueError(f"chunk: got {chunk!r}; allowed: a positive int or None")
-    return int(chunk)
+    `chunk` overrides the heuristic (tests use it to force several chunks).
+    """
+    if chunk is not None:
+        if int(chunk) < 1:
+            raise ValueError(f"chunk_len: got {chunk!r}; allowed: a positive int or None")
+        return int(chunk)
+    if interpreting():
+        return max(T, 1)
+    chunks = max(1, min(triton.cdiv(target_programs, max(programs, 1)), triton.cdiv(T, min_len)))
+    return max(triton.cdiv(T, chunks), 1)

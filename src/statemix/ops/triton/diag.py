@@ -9,15 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import interpreting, norm_bwd, norm_fwd
-
-
-def _configs():
-    """Tile shapes (BT steps × BN channels) to autotune over; one under the interpreter."""
-    if interpreting():
-        return [triton.Config({"BT": 4, "BN": 2}, num_warps=1)]
-    shapes = [(128, 32, 8), (512, 8, 4), (256, 16, 4), (64, 64, 4), (1024, 4, 4)]
-    return [triton.Config({"BT": bt, "BN": bn}, num_warps=w) for bt, bn, w in shapes]
+from .common import norm_bwd, norm_fwd
 
 
 @triton.jit
@@ -26,7 +18,7 @@ def _affine(a_l, u_l, a_r, u_r):
 
 
 @triton.jit
-def _coeffs(x_ptr, row, mask, NORM: tl.constexpr, cd: tl.constexpr):
+def _coeffs(x_ptr, row, mask, NORM, cd: tl.constexpr):
     """Normalised `(a_1, a_0)` `[BT, BN, 1]` of rows `row` `[BT, BN]`, and the raw logits."""
     x = tl.load(x_ptr + 2 * row, mask=mask, other=0.0).to(cd)[:, :, None]
     g = tl.load(x_ptr + 2 * row + 1, mask=mask, other=0.0).to(cd)[:, :, None]
@@ -34,9 +26,8 @@ def _coeffs(x_ptr, row, mask, NORM: tl.constexpr, cd: tl.constexpr):
     return a, a0, x, g
 
 
-@triton.autotune(configs=_configs(), key=["T", "N"])
-@triton.jit(do_not_specialize=["T", "N"])
-def diag_fwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr, T, N, NORM: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr):
+@triton.jit(do_not_specialize=["NORM", "T"])
+def diag_fwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr, T, N, NORM, BT: tl.constexpr, BN: tl.constexpr):
     """One program: BN channels of one batch element, all of T in tiles of BT steps."""
     b = tl.program_id(1)
     cd = h0_ptr.dtype.element_ty
@@ -57,9 +48,8 @@ def diag_fwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr, T, N, NORM: tl.constex
     tl.store(fin_ptr + b * N + n, carry, mask=mn)
 
 
-@triton.autotune(configs=_configs(), key=["T", "N"])
-@triton.jit(do_not_specialize=["T", "N"])
-def diag_bwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_ptr, dh0_ptr, T, N, NORM: tl.constexpr,
+@triton.jit(do_not_specialize=["NORM", "T"])
+def diag_bwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_ptr, dh0_ptr, T, N, NORM,
                     BT: tl.constexpr, BN: tl.constexpr):
     """`λ_t = dh_t + a_{t+1} λ_{t+1}` over time-reversed tiles; writes dlogits, dv, dh0.
 
@@ -96,30 +86,37 @@ def diag_bwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_pt
     tl.store(dh0_ptr + b * N + n, dh0, mask=mn)
 
 
-def diag_fwd(logits, v, h0, norm_id):
+def tiles(interpret):
+    """(BT, BN, warps): small tiles for the interpreter, 128×32 on the GPU."""
+    return (4, 2, 1) if interpret else (128, 32, 8)
+
+
+def diag_fwd(logits, v, h0, norm_id, interpret):
     """logits `[B,T,N,2]` (coefficient, gate), v `[B,T,N]`, h0 `[B,N]` fp32 -> (h, final)."""
     B, T, N = v.shape
+    BT, BN, warps = tiles(interpret)
     h = torch.empty_like(v)
     fin = torch.empty_like(h0)
-    diag_fwd_kernel[lambda meta: (triton.cdiv(N, meta["BN"]), B)](logits, v, h, h0, fin, T, N, NORM=norm_id)
+    diag_fwd_kernel[(triton.cdiv(N, BN), B)](logits, v, h, h0, fin, T, N, norm_id, BT=BT, BN=BN, num_warps=warps)
     return h, fin
 
 
-def diag_bwd(logits, v, h, h0, dh, dfin, norm_id):
+def diag_bwd(logits, v, h, h0, dh, dfin, norm_id, interpret):
     """Gradients of `diag_fwd` w.r.t. logits, v and h0, from dh and d final."""
     B, T, N = v.shape
+    BT, BN, warps = tiles(interpret)
     dx, dv, dh0 = torch.empty_like(logits), torch.empty_like(v), torch.empty_like(h0)
-    diag_bwd_kernel[lambda meta: (triton.cdiv(N, meta["BN"]), B)](logits, v, h, h0, dh, dfin, dx, dv, dh0, T, N,
-                                                                  NORM=norm_id)
+    diag_bwd_kernel[(triton.cdiv(N, BN), B)](logits, v, h, h0, dh, dfin, dx, dv, dh0, T, N, norm_id,
+                                             BT=BT, BN=BN, num_warps=warps)
     return dx, dv, dh0
 
 
 class DiagFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, v, h0, norm_id):
-        h, fin = diag_fwd(logits, v, h0, norm_id)
+    def forward(ctx, logits, v, h0, norm_id, interpret):
+        h, fin = diag_fwd(logits, v, h0, norm_id, interpret)
         ctx.save_for_backward(logits, v, h, h0)
-        ctx.norm_id = norm_id
+        ctx.meta = (norm_id, interpret)
         return h, fin
 
     @staticmethod
@@ -127,10 +124,10 @@ class DiagFunction(torch.autograd.Function):
         logits, v, h, h0 = ctx.saved_tensors
         dh = torch.zeros_like(h) if dh is None else dh.contiguous()
         dfin = torch.zeros_like(h0) if dfin is None else dfin.contiguous()
-        dx, dv, dh0 = diag_bwd(logits, v, h, h0, dh, dfin, ctx.norm_id)
-        return dx, dv, dh0, None
+        dx, dv, dh0 = diag_bwd(logits, v, h, h0, dh, dfin, *ctx.meta)
+        return dx, dv, dh0, None, None
 
 
-def diag_scan(logits, v, h0, norm_id):
+def diag_scan(logits, v, h0, norm_id, interpret):
     """Diagonal LRU. logits `[B,T,N,2]`, v `[B,T,N]`, h0 `[B,N]` in the compute dtype."""
-    return DiagFunction.apply(logits, v, h0, norm_id)
+    return DiagFunction.apply(logits, v, h0, norm_id, interpret)

@@ -1,8 +1,8 @@
 """`hlru_triton`: the fused H-LRU scan with its Triton backward, as an autograd op."""
 import torch
 
-from .chunks import scan_bwd, scan_fwd, tune_chunk
-from .common import NORM_ID, chunk_len, default_config, pow2
+from .chunks import scan_bwd, scan_fwd
+from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
 from .diag import diag_scan
 from .hlru_bwd import hlru_bwd_kernel
 from .hlru_fwd import hlru_fwd_kernel
@@ -47,7 +47,7 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         logits: `[B, T, N, M+1]` (lag coefficients first, input gate last), fp32/bf16/fp16/fp64.
         v: `[B, T, N]`, same dtype.
         initial_state: `[B, N, M]` = `(s_0, s_{-1}, …)`, or None.
-        chunk: steps per time chunk (None: the fastest of a few, timed once per shape).
+        chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
     Returns:
         `(s [B, T, N], final_state [B, N, M] in fp32, or None)`.
@@ -60,11 +60,9 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
     if K == 2 and chunk is None and config is None:
         cd = compute_dtype(logits.dtype)
         h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
-        s, final = diag_scan(logits, v, h0, NORM_ID[norm])
+        s, final = diag_scan(logits, v, h0, NORM_ID[norm], interpreting())
         return s, (final[..., None] if output_final_state else None)
     cfg = config or default_config("hlru", pow2(K - 1))
-    L = chunk_len(T, chunk)
-    if L is None:
-        L = tune_chunk((hlru_fwd_kernel, hlru_bwd_kernel), logits, v, K - 1, pow2(K - 1), NORM_ID[norm], cfg)
+    L = chunk_len(T, B * -(-N // cfg.block), chunk)
     s, final = HLRUFunction.apply(logits, v, initial_state, norm, L, cfg)
     return s, (final if output_final_state else None)
