@@ -13,4 +13,4 @@ rule aggregate:
         f"logs/{G}/aggregate.log",
     shell:
         "{PY} -m statemix.aggregate --grid {input.grid} --parquet {output.parquet} --csv {output.csv}"
-        " --metrics {output.metrics} --scaling {output.scaling}" + ("" if TRACK else " --no-track") + " > {log} 2>&1"
+        " --metrics {output.metrics} --scaling {output.scaling} {TRACK_AGGREGATE} > {log} 2>&1"

@@ -12,6 +12,9 @@ STUDIES = grids.config_list(config, "study")
 TASKS = grids.config_list(config, "task")
 SELECTED = GRID.select(STUDIES, TASKS)
 TRACK = grids.config_flag(config, "track", default=True)
+# Tracking is switched outside the rules' shell text and params, so toggling it reruns nothing.
+TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
+TRACK_AGGREGATE = "" if TRACK else "--no-track"
 USE_GPU = grids.gpu_visible()
 GRID_FILE = str(GRID.file.relative_to(workflow.basedir)) if GRID.file.is_relative_to(workflow.basedir) else str(GRID.file)
 

@@ -18,5 +18,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
         " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
-        " --out $(dirname {output}) --set {params.experiment} {params.sets}"
-        + ("" if TRACK else " --set track.enabled=false") + " > {log} 2>&1"
+        " --out $(dirname {output}) --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
