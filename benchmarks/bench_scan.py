@@ -209,7 +209,8 @@ def main():
     ap.add_argument("--out", default="reports/benchmarks", help="folder for scan_h200.{csv,md,png}")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile of the reference")
     ap.add_argument("--pytorch-shapes", nargs="*", default=list(SHAPES), help="shapes that also time scan/reference")
-    ap.add_argument("--report", metavar="CSV", help="only rebuild the table and plot from CSV files (no GPU)", nargs="*")
+    ap.add_argument("--report", metavar="CSV", nargs="*",
+                    help="only rebuild the table and plot from CSV files (no GPU)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.report:

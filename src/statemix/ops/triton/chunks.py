@@ -19,7 +19,8 @@ def relay_fwd_kernel(e_ptr, phi_ptr, hin_ptr, R, M, NC, MP: tl.constexpr, BR: tl
     q2 = p[:, None] * MP + p[None, :]
     for c in range(0, NC - 1):
         rc = c * R + r
-        phi = tl.load(phi_ptr + (rc.to(tl.int64) * MP * MP)[:, None, None] + q2[None, :, :], mask=m[:, :, None] & (p < M)[None, None, :], other=0.0)
+        phi_off = (rc.to(tl.int64) * MP * MP)[:, None, None] + q2[None, :, :]
+        phi = tl.load(phi_ptr + phi_off, mask=m[:, :, None] & (p < M)[None, None, :], other=0.0)
         e = tl.load(e_ptr + (rc.to(tl.int64) * MP)[:, None] + p[None, :], mask=m, other=0.0)
         h = tl.sum(phi * h[:, None, :], axis=2) + e
         tl.store(hin_ptr + ((rc + R).to(tl.int64) * MP)[:, None] + p[None, :], h, mask=m)
@@ -36,7 +37,8 @@ def relay_bwd_kernel(f_ptr, phi_ptr, mu_ptr, R, M, NC, MP: tl.constexpr, BR: tl.
     for i in range(0, NC - 1):
         c = NC - 1 - i
         rc = c * R + r
-        phi = tl.load(phi_ptr + (rc.to(tl.int64) * MP * MP)[:, None, None] + q2[None, :, :], mask=m[:, :, None] & (p < M)[None, None, :], other=0.0)
+        phi_off = (rc.to(tl.int64) * MP * MP)[:, None, None] + q2[None, :, :]
+        phi = tl.load(phi_ptr + phi_off, mask=m[:, :, None] & (p < M)[None, None, :], other=0.0)
         f = tl.load(f_ptr + (rc.to(tl.int64) * MP)[:, None] + p[None, :], mask=m, other=0.0)
         mu = tl.sum(phi * mu[:, :, None], axis=1) + f
         tl.store(mu_ptr + ((rc - R).to(tl.int64) * MP)[:, None] + p[None, :], mu, mask=m)
@@ -109,7 +111,8 @@ def scan_bwd(kernel, logits, v, out, h0, dout, dfin, phi, M, norm_id, L, cfg):
     if NC > 1:
         f = h0.new_empty(NC, R, MP)
         kernel[(triton.cdiv(N, cfg.block_summary), B, NC)](
-            logits, v, out, h0, dout, mu, f, dx, dv, dh0, T, N, M, L, norm_id, BN=cfg.block_summary, SUMMARY=True, **meta
+            logits, v, out, h0, dout, mu, f, dx, dv, dh0, T, N, M, L, norm_id,
+            BN=cfg.block_summary, SUMMARY=True, **meta,
         )
         relay_bwd(f, phi, mu, M)
     kernel[(triton.cdiv(N, cfg.block), B, NC)](
