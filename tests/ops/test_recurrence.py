@@ -125,3 +125,20 @@ def test_dtypes_preserved():
         assert out.dtype == dtype
         assert final.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert set(TOL) == {torch.float64, torch.float32, torch.bfloat16, torch.float16}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["hlru", "bdlru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_auto_on_cuda_matches_reference(kind, dtype):
+    from statemix.ops.dispatch import resolve_backend
+
+    logits, v, h0 = make_inputs(kind, 2, 301, 16, 4, "softmax", dtype, True, device="cuda")
+    assert resolve_backend("auto", logits) == "triton"
+    got = run_with_grads(OPS[kind], logits, v, h0, "softmax", "auto")
+    ref_in = [t.detach().cpu().requires_grad_() for t in (logits, v, h0)]
+    want = run_with_grads(OPS[kind], *ref_in, "softmax", "reference")
+    assert_close("out", want[0], got[0].cpu(), dtype)
+    assert_close("final_state", want[1], got[1].cpu(), torch.float32)
+    for name in want[2]:
+        assert_close(name, want[2][name], got[2][name].cpu(), dtype)
