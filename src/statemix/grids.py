@@ -160,6 +160,21 @@ def _check_names(spec: dict, file: Path) -> None:
                                  f"the study's archs {study['archs']}")
 
 
+def _check_task_params(datasets: dict, file: Path) -> None:
+    from statemix.tasks import resolve_params
+
+    for key, ds in datasets.items():
+        for split, params in ds.split_params.items():
+            params = dict(params)
+            n = params.pop("num_examples", 1)
+            try:
+                if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                    raise ValueError(f"num_examples must be a positive int, got {n!r}")
+                resolve_params(ds.task, **params)
+            except ValueError as err:
+                raise ValueError(f"{file}: tasks.{ds.name} ({split} split): {err}") from None
+
+
 def _check_widths(spec: dict, runs: dict, file: Path) -> None:
     from statemix.models import registry
 
@@ -240,6 +255,7 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_names(spec, file)
     datasets, runs = expand(spec, spec["name"])
     if check_names:
+        _check_task_params(datasets, file)
         _check_overrides(runs, file)
         _check_widths(spec, runs, file)
     if spec["name"] != file.stem and file.parent == GRID_DIR:
@@ -274,53 +290,20 @@ def code_files(stage: str, root: Path = ROOT) -> list:
     return sorted(str(p.relative_to(root)) for pattern in STAGE_CODE[stage] for p in root.glob(pattern))
 
 
-def run_steps(grid: Grid, run: Run) -> int:
-    """Upper bound on a run's optimizer steps: max_epochs x batches per epoch (early stopping only cuts it)."""
-    from statemix import config
-    from statemix.tasks import TASKS
-
-    cfg = config.load(overrides=run.overrides)
-    ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
-    n = int(ds.split_params["train"].get("num_examples", TASKS[ds.task].num_examples["train"]))
-    return cfg.train.max_epochs * -(-n // cfg.train.batch_size)
-
-
-def estimate(grid: Grid, steps_per_s: float, concurrency: int) -> str:
-    """A table of runs and worst-case steps per study, and the wall time they take at a given throughput."""
-    rows, total = [], 0
-    for name in grid.spec["studies"]:
-        mine = [r for r in grid.runs.values() if r.studies[0] == name]
-        steps = sum(run_steps(grid, r) for r in mine)
-        total += steps
-        rows.append(f"| {name} | {len(mine)} | {steps:,} | {steps / steps_per_s / concurrency / 3600:.2f} |")
-    hours = total / steps_per_s / concurrency / 3600
-    return "\n".join([f"grid {grid.name}: {len(grid.runs)} runs at {steps_per_s:g} steps/s per training, "
-                      f"{concurrency} trainings at once", "", "| study | runs | max steps | hours |",
-                      "|---|---|---|---|", *rows, f"| total | {len(grid.runs)} | {total:,} | {hours:.2f} |"])
-
 
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m statemix.grids", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate a grid and print its dataset and run counts")
-    check.add_argument("grid")
-    est = sub.add_parser("estimate", help="worst-case steps and wall time of a grid")
-    est.add_argument("grid")
-    est.add_argument("--steps-per-s", type=float, required=True, help="training steps/s of one run")
-    est.add_argument("--concurrency", type=int, required=True, help="trainings running at once")
+    p = argparse.ArgumentParser(prog="python -m statemix.grids", description="Validate a grid; print its job counts.")
+    p.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
     args = p.parse_args(argv)
     try:
         grid = load(args.grid)
     except ValueError as err:
         print(f"statemix.grids: error: {err}", file=sys.stderr)
         return 2
-    if args.command == "check":
-        print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
-              f"{len(grid.runs)} runs")
-    else:
-        print(estimate(grid, args.steps_per_s, args.concurrency))
+    print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
+          f"{len(grid.runs)} runs")
     return 0
 
 

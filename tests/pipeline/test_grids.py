@@ -48,6 +48,8 @@ def test_expansion_matches_a_plain_product(name):
     (lambda s: s["tasks"]["S3"].update(task="permutations"), ["tasks.S3.task", "permutations"]),
     (lambda s: s["studies"]["main"].update(archs=["lru", "transformer"]), ["studies.main.archs", "transformer"]),
     (lambda s: s["set"]["train"].update(epochz=3), ["train.epochz"]),
+    (lambda s: s["tasks"]["S3"]["params"].update(seq_lenn=3), ["tasks.S3", "seq_lenn"]),
+    (lambda s: s["data"]["train"].update(num_examples=0), ["tasks.", "num_examples", "0"]),
     (lambda s: s["set"]["train"].update(lr="fast"), ["train.lr", "fast"]),
     (lambda s: s["studies"]["order"].update(widths=[7]), ["width 7", "not valid for arch"]),
 ])
@@ -76,3 +78,15 @@ def test_select_filters_and_rejects_unknown_chunks():
     assert all("order" in r.studies for r in grid.select(studies=["order"]))
     with pytest.raises(ValueError, match="study=nope"):
         grid.select(studies=["nope"])
+
+
+def test_budget_counts_steps_by_hand():
+    from statemix import budget
+
+    grid = grids.load("paper", check_names=False)
+    by_task = {r.task: budget.run_steps(grid, r) for r in grid.runs.values()}
+    assert by_task["in-context-recall"] == 20 * 12_800 // 128
+    assert by_task["memorization"] == 200 * 2
+    table = budget.estimate(grid, steps_per_s=10.0, concurrency=2)
+    total = sum(budget.run_steps(grid, r) for r in grid.runs.values())
+    assert f"| total | {len(grid.runs)} | {total:,} | {total / 20 / 3600:.2f} |" in table
