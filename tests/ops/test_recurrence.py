@@ -11,8 +11,8 @@ OPS = {"hlru": hlru, "bdlru": bdlru}
 def run_with_grads(op, logits, v, h0, norm, backend):
     out, final = op(logits, v, norm=norm, backend=backend, initial_state=h0, output_final_state=True)
     g = torch.Generator().manual_seed(1)
-    w_out = torch.randn(out.shape, generator=g).to(out.dtype)
-    w_fin = torch.randn(final.shape, generator=g)
+    w_out = torch.randn(out.shape, generator=g).to(device=out.device, dtype=out.dtype)
+    w_fin = torch.randn(final.shape, generator=g).to(final.device)
     ((out.float() * w_out.float()).sum() + (final * w_fin).sum()).backward()
     grads = {"dlogits": logits.grad, "dv": v.grad}
     if h0 is not None:
