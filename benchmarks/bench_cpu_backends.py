@@ -69,7 +69,8 @@ def main():
     df["copy_share"] = df.GBps * 1e9 / copy
     ref = df[df.backend == "reference"].set_index(["op", "M", "T", "mode"]).ms
     df["speedup_vs_reference"] = [ref[(r.op, r.M, r.T, r.mode)] / r.ms for r in df.itertuples()]
-    hw = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    hw = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, " \
+         f"load average {os.getloadavg()[0]:.1f} at the end (other processes share the cores)"
     table = df.round(3).to_markdown(index=False)
     text = f"# CPU backends: scan vs reference\n\nHardware: {hw}. Copy bandwidth measured in this run: {copy / 1e9:.2f} GB/s.\n" \
            f"Command: `python benchmarks/bench_cpu_backends.py`\n\n{table}\n"
