@@ -14,8 +14,9 @@ def benchmark_inputs():
     """Benchmark tables for the report: this grid's own run on a GPU, else the committed ones."""
     if GRID.spec.get("benchmark") and USE_GPU:
         return BENCH
-    return [str(p) for p in (Path(workflow.basedir) / "reports/benchmarks").glob("*_h200.csv")
-            if p.name.startswith(("scan", "layer", "train"))]
+    base = Path(workflow.basedir)
+    return [str(p.relative_to(base)) for p in sorted((base / "reports/benchmarks").glob("*_h200*.csv"))
+            if p.name.startswith(("scan", "layer", "train")) and "history" not in p.name]
 
 
 rule benchmark:
