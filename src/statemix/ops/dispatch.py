@@ -9,7 +9,6 @@ from .scan import bdlru_scan, hlru_scan
 
 BACKENDS = ("auto", "reference", "scan", "triton")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-SCAN_MIN_T = 128
 
 
 def _names(items):
@@ -63,11 +62,12 @@ def _check(logits, v, norm, backend, initial_state, block):
             raise ValueError(f"initial_state: on {initial_state.device} but logits on {logits.device}")
 
 
-def resolve_backend(backend: str, x: torch.Tensor, needs_grad: bool = True) -> str:
-    """Map `auto` to the fastest correct backend for `x`'s device, length and whether a backward follows.
+def resolve_backend(backend: str, x: torch.Tensor) -> str:
+    """Map `auto` to the fastest correct backend for `x`'s device.
 
-    On the CPU the sequential loop wins for inference and for short training sequences; the chunked
-    scan wins once T ≥ 128 and a backward follows (reports/benchmarks/cpu_backends.md).
+    CUDA: the fused Triton kernels, or the PyTorch scan where Triton is missing. CPU: the sequential
+    loop, which beat the PyTorch scan at every measured shape, forward and backward, on a 2-core
+    machine (reports/benchmarks/cpu_backends.md).
     """
     if backend == "triton" and not triton_usable(x):
         raise ValueError(
@@ -77,15 +77,12 @@ def resolve_backend(backend: str, x: torch.Tensor, needs_grad: bool = True) -> s
         return backend
     if x.is_cuda:
         return "triton" if triton_usable(x) else "scan"
-    return "scan" if needs_grad and x.shape[1] >= SCAN_MIN_T else "reference"
+    return "reference"
 
 
 def _run(block, logits, v, norm, backend, initial_state, output_final_state):
     _check(logits, v, norm, backend, initial_state, block)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (logits, v, initial_state)
-    )
-    backend = resolve_backend(backend, logits, needs_grad)
+    backend = resolve_backend(backend, logits)
     if backend == "triton":
         from statemix.ops.triton import bdlru_triton, hlru_triton
         out, final = (bdlru_triton if block else hlru_triton)(logits, v, norm, initial_state, output_final_state)

@@ -29,8 +29,8 @@ def hlru_ref(logits, v, norm="softmax", initial_state=None):
     vv = v.to(cd)
     h = logits.new_zeros(B, N, M1 - 1, dtype=cd) if initial_state is None else initial_state.to(cd)
     out = []
-    for t in range(T):
-        s = (a[:, t, :, :-1] * h).sum(-1) + a[:, t, :, -1] * vv[:, t]
+    for a_t, v_t in zip(a.unbind(1), vv.unbind(1)):
+        s = (a_t[..., :-1] * h).sum(-1) + a_t[..., -1] * v_t
         h = torch.cat([s.unsqueeze(-1), h[..., :-1]], dim=-1)
         out.append(s)
     s = torch.stack(out, dim=1) if out else vv.new_zeros(B, 0, N)
@@ -54,8 +54,8 @@ def bdlru_ref(logits, v, norm="softmax", initial_state=None):
     b = a0 * v.to(cd)
     h = logits.new_zeros(B, N, M, dtype=cd) if initial_state is None else initial_state.to(cd)
     out = []
-    for t in range(T):
-        h = torch.einsum("bnij,bnj->bni", A[:, t], h) + b[:, t]
+    for A_t, b_t in zip(A.unbind(1), b.unbind(1)):
+        h = torch.einsum("bnij,bnj->bni", A_t, h) + b_t
         out.append(h)
     hs = torch.stack(out, dim=1) if out else b
     return hs.to(v.dtype), h

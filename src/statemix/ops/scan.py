@@ -21,12 +21,13 @@ MAX_GROUP_ELEMENTS = 1 << 24
 
 def _fold_chunks(A, b):
     """Prefix pairs inside each chunk. A `[B, C, L, N, M, M]`, b `[B, C, L, N, M]` -> (P, x) of the same shapes."""
-    P, x = A[:, :, 0], b[:, :, 0]
+    A = A.movedim(2, 0).contiguous()  # [L, B, C, N, M, M]: each step's slice is contiguous
+    b = b.movedim(2, 0).contiguous()
+    P, x = A[0], b[0]
     Ps, xs = [P], [x]
-    for i in range(1, A.shape[2]):
-        A_i = A[:, :, i]
+    for A_i, b_i in zip(A[1:], b[1:]):
         P = A_i @ P
-        x = (A_i @ x.unsqueeze(-1)).squeeze(-1) + b[:, :, i]
+        x = (A_i @ x.unsqueeze(-1)).squeeze(-1) + b_i
         Ps.append(P)
         xs.append(x)
     return torch.stack(Ps, dim=2), torch.stack(xs, dim=2)
@@ -59,9 +60,9 @@ def affine_scan(A, b, initial_state=None, chunk=None):
     for g in range(0, C, group):
         P, x = _fold_chunks(A[:, g:g + group], b[:, g:g + group])
         starts = []
-        for c in range(P.shape[1]):
+        for P_c, x_c in zip(P[:, :, -1].unbind(1), x[:, :, -1].unbind(1)):
             starts.append(h)
-            h = (P[:, c, -1] @ h.unsqueeze(-1)).squeeze(-1) + x[:, c, -1]
+            h = (P_c @ h.unsqueeze(-1)).squeeze(-1) + x_c
         h0 = torch.stack(starts, dim=1)  # [B, G, N, M]
         outs.append((P @ h0[:, :, None, :, :, None]).squeeze(-1) + x)
     hs = torch.cat(outs, dim=1).reshape(B, C * L, N, M)[:, :T]
