@@ -160,6 +160,8 @@ def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
              f"- runs trained at git commit(s): {', '.join(f'`{c[:12]}`' for c in commits) or '–'}; "
              f"report built at `{head[:12] or '–'}`",
              f"- hardware: {'; '.join(sorted(set(table['hardware'].dropna()))) or '–'}",
+             f"- time: {table['wall_time_s'].sum():,.0f} s summed over the runs' own wall times (longest "
+             f"{table['wall_time_s'].max():,.0f} s); {table['steps'].sum():,.0f} optimizer steps in all",
              f"- devices / precision: {', '.join(sorted(set((table['device'].fillna('?') + '/' + table['precision'].fillna('?')))))}",
              f"- MLflow experiment(s): {', '.join(f'`{e}`' for e in sorted(set(table['experiment'].dropna())))}; "
              f"{int(table['mlflow_run_id'].notna().sum())} of {len(table)} runs have an MLflow run id "
