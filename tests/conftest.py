@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton decides at import time whether its own @jit helpers (tl.sigmoid, scan combiners, …) are
+    # interpreted; torch can import triton early (e.g. under the meta device), so fix the mode up front.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):
