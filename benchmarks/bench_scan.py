@@ -83,7 +83,7 @@ def cases_for(shape_name, dname, compile_ref):
     the time loop) runs last, at the MAD shape in fp32, for BD-LRU M=4."""
     out = [(kind, M, False) for kind, orders in ORDERS.items() for M in orders]
     if compile_ref and shape_name.startswith("B128") and dname == "fp32":
-        out += [("bdlru", 4, True)]
+        out += [("bdlru", 4, True), ("hlru", 2, True)]
     return out
 
 
@@ -104,13 +104,15 @@ def bench(args):
     write_atomic(meta, f"{hardware()}\ncopy_GBps={copy_gbs:.1f}\n")
     for shape_name in SHAPES:
         for dname, dtype in DTYPES.items():
-            for mode in ("fwd", "fwd+bwd"):
+            for mode in ("fwd", "fwd+bwd") if not args.compile_only else ():
                 tensors, fn = diagonal_case(dtype, shape_name)
                 call = runner(fn, tensors, mode)
                 passes = 3 if mode == "fwd" else 8
                 record(rows, copy_gbs, op="diag", M=1, dtype=dname, shape=shape_name, backend="accelerated-scan",
                        mode=mode, ms=timed(call), bytes=passes * tensors[0].numel() * tensors[0].element_size())
             for kind, M, compile_ref in cases_for(shape_name, dname, args.compile):
+                if args.compile_only and not compile_ref:
+                    continue
                 pytorch = shape_name in args.pytorch_shapes
                 tensors, cases = scan_cases(kind, M, dtype, shape_name, compile_ref, pytorch)
                 for backend, fn in cases.items():
@@ -126,7 +128,8 @@ def bench(args):
                         ms = timed(call, slow=backend != "triton")
                         record(rows, copy_gbs, op=kind, M=M, dtype=dname, shape=shape_name, backend=backend,
                                mode=mode, ms=ms, bytes=minimal_bytes(tensors, mode))
-                write_csv(os.path.join(args.out, "scan_h200.csv"), rows)
+                if rows:
+                    write_csv(os.path.join(args.out, "scan_h200.csv"), rows)
                 torch.cuda.empty_cache()
     return rows
 
@@ -208,6 +211,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="reports/benchmarks", help="folder for scan_h200.{csv,md,png}")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile of the reference")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only time torch.compile of the reference (MAD shape, fp32)")
     ap.add_argument("--pytorch-shapes", nargs="*", default=list(SHAPES), help="shapes that also time scan/reference")
     ap.add_argument("--report", metavar="CSV", nargs="*",
                     help="only rebuild the table and plot from CSV files (no GPU)")

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import shlex
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,8 +112,18 @@ def grid_file(grid: str) -> Path:
     return path
 
 
+def resource_value(res) -> int:
+    """A global resource as an int: Snakemake 9 hands the profile's `resources:` to rules as `Resource` objects."""
+    return int(getattr(res, "value", res) or 0)
+
+
 def gpu_visible() -> bool:
-    """True when torch sees a CUDA device."""
+    """True when torch sees a CUDA device; STATEMIX_GPU=1 or 0 overrides (e.g. to dry-run the GPU plan on a CPU)."""
+    forced = os.environ.get("STATEMIX_GPU")
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise ValueError(f"STATEMIX_GPU: got {forced!r}; allowed: 0, 1 (or unset)")
+        return forced == "1"
     import torch
 
     return torch.cuda.is_available()

@@ -73,15 +73,27 @@ def run(fn, logits, v, h0, norm, **kw):
     return out, final, grads
 
 
-def compare(ops, kind, B, T, N, M, norm, dtype, with_h0, device="cpu", **kw):
+def time_major_leaf(x):
+    """A leaf with x's values stored `[B, ..., T]` (T the unit-stride axis), seen as x's shape."""
+    d = x.dim()
+    buf = x.detach().permute(0, *range(2, d), 1).contiguous()
+    return buf.permute(0, d - 1, *range(1, d - 1)).requires_grad_()
+
+
+def compare(ops, kind, B, T, N, M, norm, dtype, with_h0, device="cpu", time_major=False, **kw):
     fn = ops.hlru_triton if kind == "hlru" else ops.bdlru_triton
     res = {}
     for name, f in (("ref", REF[kind]), ("tri", fn)):
         logits, v, h0 = make_inputs(kind, B, T, N, M, norm, dtype, with_h0, device=device)
+        if time_major and name == "tri":
+            logits, v = time_major_leaf(logits), time_major_leaf(v)
+            assert logits.stride(1) == 1 and v.stride(1) == 1
         extra = dict(kw, output_final_state=True) if name == "tri" else {}
         res[name] = run(f, logits, v, h0, norm, **extra)
     (ref, ref_fin, ref_g), (tri, tri_fin, tri_g) = res["ref"], res["tri"]
     assert tri.dtype == dtype and tri.shape == ref.shape
+    if time_major and T > 1 and M == 1:
+        assert tri.stride(1) == 1, "the output keeps the inputs' time-major layout"
     assert tri_fin.dtype == ref_fin.dtype
     assert_close("out", ref, tri, dtype)
     assert_close("final_state", ref_fin, tri_fin, dtype)
@@ -105,6 +117,20 @@ def test_bdlru_block_sizes(interp, M):
 def test_diagonal_block_scan(interp, kind, norm, dtype):
     """M = 1 without a forced chunk length takes the single-pass block-scan kernels."""
     compare(interp, kind, 2, 13, 3, 1, norm, dtype, True)
+
+
+@pytest.mark.parametrize("kind", ["hlru", "bdlru"])
+@pytest.mark.parametrize("norm,dtype,with_h0", [("softmax", torch.float32, True), ("sigmoid", torch.bfloat16, False),
+                                                ("linear", torch.float32, True)])
+def test_diagonal_time_major(interp, kind, norm, dtype, with_h0):
+    """Time-major operands (T the unit-stride axis) are read in place and give the same results."""
+    compare(interp, kind, 2, 11, 3, 1, norm, dtype, with_h0, time_major=True)
+
+
+@pytest.mark.parametrize("kind,M", [("hlru", 2), ("bdlru", 3)])
+def test_time_major_general_orders(interp, kind, M):
+    """M > 1 copies time-major operands to the contiguous layout and agrees too."""
+    compare(interp, kind, 1, 9, 2, M, "softmax", torch.float32, True, time_major=True, chunk=4)
 
 
 @pytest.mark.parametrize("kind,M", [("hlru", 3), ("bdlru", 3)])
@@ -168,3 +194,12 @@ def test_gpu_norms(compiled, kind, M, norm):
 @pytest.mark.parametrize("norm", NORMS)
 def test_gpu_diagonal_norms(compiled, kind, norm):
     compare(compiled, kind, 2, 515, 40, 1, norm, torch.float32, True, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["hlru", "bdlru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", [(4, 2999, 64), (2, 1025, 5)], ids=["B4-T2999", "B2-T1025"])
+def test_gpu_diagonal_time_major(compiled, kind, dtype, shape):
+    B, T, N = shape
+    compare(compiled, kind, B, T, N, 1, "softmax", dtype, True, device="cuda", time_major=True)

@@ -78,6 +78,15 @@ def test_dry_run_lists_expected_jobs(name):
     assert job_counts(out.stdout + out.stderr) == expected_counts(spec)
 
 
+def test_gpu_plan_dry_runs_with_the_benchmark():
+    """The plan a GPU machine makes (forced with STATEMIX_GPU=1) parses, and adds the benchmark job."""
+    env = dict(ENV, STATEMIX_GPU="1")
+    out = sh([sys.executable, "-m", "snakemake", "--cores", "2", "-n", "--forceall", "--nolock"], ROOT, env=env)
+    assert "running grid 'paper' (a GPU is visible)" in out.stderr + out.stdout
+    spec = yaml.safe_load((grids.GRID_DIR / "paper.yaml").read_text())
+    assert job_counts(out.stdout + out.stderr) == dict(expected_counts(spec), benchmark=1)
+
+
 def test_bad_grid_stops_snakemake_at_parse_time(tmp_path):
     spec = yaml.safe_load((grids.GRID_DIR / "smoke.yaml").read_text())
     spec["studies"]["main"]["widthz"] = [4]

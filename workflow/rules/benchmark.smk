@@ -26,7 +26,7 @@ rule benchmark:
     output:
         BENCH,
     resources:
-        gpu_mem_mb=(workflow.global_resources.get("gpu_mem_mb") or 0) if USE_GPU else 0,
+        gpu_mem_mb=grids.resource_value(workflow.global_resources.get("gpu_mem_mb")) if USE_GPU else 0,
     log:
         f"logs/{G}/benchmark.log",
     shell:

@@ -40,7 +40,7 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
 
     Args:
         logits: `[B, T, N, M, M+1]`; row i holds `(A[i, :], a0[i])`, fp32/bf16/fp16/fp64.
-        v: `[B, T, N, M]`, same dtype.
+        v: `[B, T, N, M]`, same dtype. At M = 1, time-major operands are read in place (as `hlru_triton`).
         initial_state: `[B, N, M]` or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
@@ -48,15 +48,15 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         `(h [B, T, N, M], final_state [B, N, M] in fp32, or None)`.
     """
     check_inputs(logits, v, norm, initial_state, block=True)
-    logits, v = logits.contiguous(), v.contiguous()
     B, T, N, M, _ = logits.shape
     if T == 0:
         return empty_result(v, initial_state, (B, N, M), output_final_state)
     if M == 1 and chunk is None and config is None:
         cd = compute_dtype(logits.dtype)
         h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
-        h, final = diag_scan(logits.view(B, T, N, 2), v.view(B, T, N), h0, NORM_ID[norm], interpreting())
-        return h.view(B, T, N, 1), (final[..., None] if output_final_state else None)
+        h, final = diag_scan(logits.squeeze(3), v.squeeze(3), h0, NORM_ID[norm], interpreting())
+        return h.unsqueeze(3), (final[..., None] if output_final_state else None)
+    logits, v = logits.contiguous(), v.contiguous()
     cfg = config or default_config("bdlru", pow2(M))
     L = chunk_len(T, B * -(-N // cfg.block), chunk)
     h, final = BDLRUFunction.apply(logits, v, initial_state, norm, L, cfg)

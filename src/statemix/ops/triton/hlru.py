@@ -45,7 +45,8 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
 
     Args:
         logits: `[B, T, N, M+1]` (lag coefficients first, input gate last), fp32/bf16/fp16/fp64.
-        v: `[B, T, N]`, same dtype.
+        v: `[B, T, N]`, same dtype. At M = 1, time-major operands (T the unit-stride axis, see
+            `diag.time_major`) are read in place, and faster; any other layout is made contiguous.
         initial_state: `[B, N, M]` = `(s_0, s_{-1}, …)`, or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
@@ -53,7 +54,6 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         `(s [B, T, N], final_state [B, N, M] in fp32, or None)`.
     """
     check_inputs(logits, v, norm, initial_state, block=False)
-    logits, v = logits.contiguous(), v.contiguous()
     B, T, N, K = logits.shape
     if T == 0:
         return empty_result(v, initial_state, (B, N, K - 1), output_final_state)
@@ -62,6 +62,7 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         h0 = logits.new_zeros(B, N, dtype=cd) if initial_state is None else initial_state[..., 0].to(cd)
         s, final = diag_scan(logits, v, h0, NORM_ID[norm], interpreting())
         return s, (final[..., None] if output_final_state else None)
+    logits, v = logits.contiguous(), v.contiguous()
     cfg = config or default_config("hlru", pow2(K - 1))
     L = chunk_len(T, B * -(-N // cfg.block), chunk)
     s, final = HLRUFunction.apply(logits, v, initial_state, norm, L, cfg)

@@ -1,0 +1,88 @@
+"""M = 1 (diagonal) Triton scan: channel-major vs time-major operands, and tile shapes.
+
+Times forward and forward + backward of `hlru_triton` at M = 1 (B=8, T=4096, N=1024,
+bf16 and fp32) with the operands in the contiguous `[B, T, N]` layout and in the
+time-major layout (T the unit-stride axis), for several `(BT, BN, warps)` tiles, next
+to accelerated-scan's first-order scan on the same state size and a device copy, all in
+one run. Bandwidth counts minimal bytes as bench_scan.py does (forward 4 passes over
+`[B, T, N]`, forward + backward 12).
+
+    python benchmarks/sweep_diag.py --out reports/benchmarks
+"""
+import argparse
+import os
+
+import torch
+from timing import copy_bandwidth, hardware, markdown, median_ms, write_atomic, write_csv
+
+from statemix.ops.norm import NORMS
+from statemix.ops.triton.diag import diag_scan, time_major
+from statemix.testing import make_inputs
+
+B, T, N = 8, 4096, 1024
+TILES = [None, (1024, 1, 4), (512, 1, 2), (256, 1, 2), (256, 1, 1), (1024, 1, 2)]
+
+
+def call_for(fn, tensors, mode, grad):
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                fn(*tensors)
+    else:
+        def call():
+            torch.autograd.grad(fn(*tensors), tensors, grad)
+    return call
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="reports/benchmarks")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    copy_gbs = copy_bandwidth()
+    print(f"# {hardware()}\n# copy {copy_gbs:.0f} GB/s", flush=True)
+    rows = []
+    for dname, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        logits, v, _ = make_inputs("hlru", B, T, N, 1, "softmax", dtype, device="cuda")
+        h0 = torch.zeros(B, N, device="cuda")
+        layouts = {"channel-major": (logits.detach(), v.detach()),
+                   "time-major": (time_major(logits.detach()), time_major(v.detach()))}
+        nbytes = v.numel() * v.element_size()
+        for lname, (lg, vv) in layouts.items():
+            lg, vv = lg.requires_grad_(), vv.requires_grad_()
+            for tile in TILES if lname == "time-major" else [None]:
+                fn = lambda a, b, tile=tile: diag_scan(a, b, h0, NORMS.index("softmax"), False, tile)[0]  # noqa: E731
+                grad = torch.randn_like(fn(lg, vv))
+                for mode, passes in (("fwd", 4), ("fwd+bwd", 12)):
+                    try:
+                        ms = median_ms(call_for(fn, (lg, vv), mode, grad))
+                    except RuntimeError as e:
+                        print(f"failed {lname} {tile}: {str(e).splitlines()[0][:160]}", flush=True)
+                        ms = float("nan")
+                    gbs = passes * nbytes / ms / 1e6
+                    rows.append(dict(dtype=dname, layout=lname, tile=str(tile or "default"), mode=mode, ms=ms,
+                                     GBps=gbs, pct_copy=100 * gbs / copy_gbs))
+                    print(rows[-1], flush=True)
+        try:
+            from accelerated_scan.scalar import scan
+            gates = torch.rand(B, N, T, device="cuda").to(dtype).requires_grad_()
+            tokens = torch.randn(B, N, T, device="cuda").to(dtype).requires_grad_()
+            grad = torch.randn_like(tokens)
+            for mode, passes in (("fwd", 3), ("fwd+bwd", 8)):
+                ms = median_ms(call_for(scan, (gates, tokens), mode, grad))
+                gbs = passes * nbytes / ms / 1e6
+                rows.append(dict(dtype=dname, layout="accelerated-scan [B,N,T]", tile="-", mode=mode, ms=ms,
+                                 GBps=gbs, pct_copy=100 * gbs / copy_gbs))
+                print(rows[-1], flush=True)
+        except ImportError:
+            print("accelerated-scan not installed; baseline skipped", flush=True)
+    cols = ["dtype", "layout", "tile", "mode", "ms", "GBps", "pct_copy"]
+    write_csv(os.path.join(args.out, "sweep_diag.csv"), rows)
+    write_atomic(os.path.join(args.out, "sweep_diag.md"),
+                 f"# M = 1 scan: layouts and tiles (B={B}, T={T}, N={N})\n\n{hardware()}; copy {copy_gbs:.0f} GB/s\n\n"
+                 + markdown(rows, cols) + "\n")
+    print(markdown(rows, cols))
+
+
+if __name__ == "__main__":
+    main()
