@@ -13,6 +13,7 @@ import argparse
 import os
 
 import torch
+from bench_scan import runner
 from timing import copy_bandwidth, hardware, markdown, median_ms, write_atomic, write_csv
 
 from statemix.ops.norm import NORMS
@@ -20,18 +21,7 @@ from statemix.ops.triton.diag import diag_scan, time_major
 from statemix.testing import make_inputs
 
 B, T, N = 8, 4096, 1024
-TILES = [None, (1024, 1, 4), (512, 1, 2), (256, 1, 2), (256, 1, 1), (1024, 1, 2)]
-
-
-def call_for(fn, tensors, mode, grad):
-    if mode == "fwd":
-        def call():
-            with torch.no_grad():
-                fn(*tensors)
-    else:
-        def call():
-            torch.autograd.grad(fn(*tensors), tensors, grad)
-    return call
+TILES = [None, (1024, 1, 4), (256, 1, 2)]
 
 
 def main():
@@ -52,10 +42,9 @@ def main():
             lg, vv = lg.requires_grad_(), vv.requires_grad_()
             for tile in TILES if lname == "time-major" else [None]:
                 fn = lambda a, b, tile=tile: diag_scan(a, b, h0, NORMS.index("softmax"), False, tile)[0]  # noqa: E731
-                grad = torch.randn_like(fn(lg, vv))
                 for mode, passes in (("fwd", 4), ("fwd+bwd", 12)):
                     try:
-                        ms = median_ms(call_for(fn, (lg, vv), mode, grad))
+                        ms = median_ms(runner(fn, (lg, vv), mode))
                     except RuntimeError as e:
                         print(f"failed {lname} {tile}: {str(e).splitlines()[0][:160]}", flush=True)
                         ms = float("nan")
@@ -67,9 +56,8 @@ def main():
             from accelerated_scan.scalar import scan
             gates = torch.rand(B, N, T, device="cuda").to(dtype).requires_grad_()
             tokens = torch.randn(B, N, T, device="cuda").to(dtype).requires_grad_()
-            grad = torch.randn_like(tokens)
             for mode, passes in (("fwd", 3), ("fwd+bwd", 8)):
-                ms = median_ms(call_for(scan, (gates, tokens), mode, grad))
+                ms = median_ms(runner(scan, (gates, tokens), mode))
                 gbs = passes * nbytes / ms / 1e6
                 rows.append(dict(dtype=dname, layout="accelerated-scan [B,N,T]", tile="-", mode=mode, ms=ms,
                                  GBps=gbs, pct_copy=100 * gbs / copy_gbs))

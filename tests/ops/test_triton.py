@@ -122,9 +122,11 @@ def test_diagonal_block_scan(interp, kind, norm, dtype):
 @pytest.mark.parametrize("kind", ["hlru", "bdlru"])
 @pytest.mark.parametrize("norm,dtype,with_h0", [("softmax", torch.float32, True), ("sigmoid", torch.bfloat16, False),
                                                 ("linear", torch.float32, True)])
-def test_diagonal_time_major(interp, kind, norm, dtype, with_h0):
-    """Time-major operands (T the unit-stride axis) are read in place and give the same results."""
-    compare(interp, kind, 2, 11, 3, 1, norm, dtype, with_h0, time_major=True)
+@pytest.mark.parametrize("T", [3, 11, 12])
+def test_diagonal_time_major(interp, kind, norm, dtype, with_h0, T):
+    """Time-major operands (T the unit-stride axis) are read in place and give the same results, whether
+    T fills the interpreter's 4-step tiles exactly, leaves a partial last tile, or fits in one tile."""
+    compare(interp, kind, 2, T, 3, 1, norm, dtype, with_h0, time_major=True)
 
 
 @pytest.mark.parametrize("kind,M", [("hlru", 2), ("bdlru", 3)])

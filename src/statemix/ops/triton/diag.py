@@ -32,6 +32,31 @@ def _coeffs(x_ptr, off, sxk, mask, NORM, cd: tl.constexpr):
     return a, a0, x, g
 
 
+@triton.jit
+def _fwd_tile(x_ptr, v_ptr, h_ptr, xb, vb, t0, n, mn, carry, T, sxt, sxn, sxk, svt, svn, NORM: tl.constexpr,
+              cd: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr):
+    """Steps [t0, t0+BT) of one tile from the incoming state `carry`; returns the outgoing state.
+
+    Unmasked tiles (all steps < T) keep the time axis free of masks, so loads vectorise.
+    """
+    tt = tl.arange(0, BT)
+    t = t0 + tt
+    if MASKED:
+        m = (t < T)[:, None] & mn[None, :]
+        last = ((t == T - 1) | (tt == BT - 1))[:, None] & m
+    else:
+        m = mn[None, :]
+        last = (tt == BT - 1)[:, None] & m
+    xo = xb + t[:, None] * sxt + n[None, :] * sxn
+    vo = vb + t[:, None] * svt + n[None, :] * svn
+    a, a0, _, _ = _coeffs(x_ptr, xo, sxk, m, NORM, cd)
+    v = tl.load(v_ptr + vo, mask=m, other=0.0).to(cd)
+    ca, cu = tl.associative_scan((tl.sum(a, axis=2), tl.sum(a0, axis=2) * v), 0, _affine)
+    h = cu + ca * carry[None, :]
+    tl.store(h_ptr + vo, h.to(h_ptr.dtype.element_ty), mask=m)
+    return tl.sum(tl.where(last, h, 0.0), axis=0)
+
+
 @triton.jit(do_not_specialize=["T"])
 def diag_fwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr, T, N, sxb, sxt, sxn, sxk, svb, svt, svn,
                     NORM: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr):
@@ -43,61 +68,85 @@ def diag_fwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr, T, N, sxb, sxt, sxn, s
     cd = h0_ptr.dtype.element_ty
     n = tl.program_id(0) * BN + tl.arange(0, BN)
     mn = n < N
-    tt = tl.arange(0, BT)
     carry = tl.load(h0_ptr + b * N + n, mask=mn, other=0.0)
     xb, vb = b.to(tl.int64) * sxb, b.to(tl.int64) * svb
     for t0 in range(0, T, BT):
-        t = t0 + tt
-        m = (t < T)[:, None] & mn[None, :]
-        xo = xb + t[:, None] * sxt + n[None, :] * sxn
-        vo = vb + t[:, None] * svt + n[None, :] * svn
-        a, a0, _, _ = _coeffs(x_ptr, xo, sxk, m, NORM, cd)
-        v = tl.load(v_ptr + vo, mask=m, other=0.0).to(cd)
-        ca, cu = tl.associative_scan((tl.sum(a, axis=2), tl.sum(a0, axis=2) * v), 0, _affine)
-        h = cu + ca * carry[None, :]
-        tl.store(h_ptr + vo, h.to(h_ptr.dtype.element_ty), mask=m)
-        carry = tl.sum(tl.where(((t == T - 1) | (tt == BT - 1))[:, None] & m, h, 0.0), axis=0)
+        if t0 + BT <= T:
+            carry = _fwd_tile(x_ptr, v_ptr, h_ptr, xb, vb, t0, n, mn, carry, T, sxt, sxn, sxk, svt, svn,
+                              NORM, cd, BT, False)
+        else:
+            carry = _fwd_tile(x_ptr, v_ptr, h_ptr, xb, vb, t0, n, mn, carry, T, sxt, sxn, sxk, svt, svn,
+                              NORM, cd, BT, True)
     tl.store(fin_ptr + b * N + n, carry, mask=mn)
+
+
+@triton.jit
+def _bwd_tile(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dx_ptr, dv_ptr, xb, vb, h0_off, t0, n, mn, carry, dh0, T,
+              sxt, sxn, sxk, svt, svn, NORM: tl.constexpr, cd: tl.constexpr, BT: tl.constexpr,
+              MASKED: tl.constexpr):
+    """Steps [t0, t0+BT) of the adjoint, scanned right to left from `carry` (= `a_{t0+BT} λ_{t0+BT}`
+    folded in, see below); returns the outgoing carry and the updated dh0.
+
+    Masked tiles are the one holding T-1 (no step after it) and the one holding 0 (its
+    previous state is h0); the rest load whole aligned runs.
+    """
+    tt = tl.arange(0, BT)
+    t = t0 + tt
+    if MASKED:
+        m = (t < T)[:, None] & mn[None, :]
+        mnext = (t + 1 < T)[:, None] & mn[None, :]
+        mprev = (t >= 1)[:, None] & m
+    else:
+        m = mn[None, :]
+        mnext = m
+        mprev = m
+    xo = xb + t[:, None] * sxt + n[None, :] * sxn
+    vo = vb + t[:, None] * svt + n[None, :] * svn
+    an, _, _, _ = _coeffs(x_ptr, xo + sxt, sxk, mnext, NORM, cd)
+    dh = tl.load(dh_ptr + vo, mask=m, other=0.0).to(cd)
+    ca, cl = tl.associative_scan((tl.where(mnext, tl.sum(an, axis=2), 1.0), dh), 0, _affine, reverse=True)
+    lam = cl + ca * carry[None, :]
+    a, a0, x, g = _coeffs(x_ptr, xo, sxk, m, NORM, cd)
+    v = tl.load(v_ptr + vo, mask=m, other=0.0).to(cd)
+    hp = tl.load(h_ptr + vo - svt, mask=mprev, other=0.0).to(cd)
+    if MASKED:
+        hp += tl.load(h0_ptr + h0_off[None, :] + 0 * t[:, None], mask=m & (t == 0)[:, None], other=0.0)
+        dh0 += tl.sum(tl.where((t == 0)[:, None] & m, lam * tl.sum(a, axis=2), 0.0), axis=0)
+    dxl, dg = norm_bwd(x, g, a, a0, (lam * hp)[:, :, None], (lam * v)[:, :, None], m[:, :, None], NORM, 2)
+    tl.store(dx_ptr + xo, tl.sum(dxl, axis=2).to(dx_ptr.dtype.element_ty), mask=m)
+    tl.store(dx_ptr + xo + sxk, tl.sum(dg, axis=2).to(dx_ptr.dtype.element_ty), mask=m)
+    tl.store(dv_ptr + vo, (lam * tl.sum(a0, axis=2)).to(dv_ptr.dtype.element_ty), mask=m)
+    return tl.sum(tl.where((tt == 0)[:, None] & m, lam, 0.0), axis=0), dh0
 
 
 @triton.jit(do_not_specialize=["T"])
 def diag_bwd_kernel(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_ptr, dh0_ptr, T, N,
                     sxb, sxt, sxn, sxk, svb, svt, svn, NORM: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr):
-    """`λ_t = dh_t + a_{t+1} λ_{t+1}` over time-reversed tiles; writes dlogits, dv, dh0.
+    """`λ_t = dh_t + a_{t+1} λ_{t+1}`, tile by tile from the last; writes dlogits, dv, dh0.
 
-    dx has x's strides; v, h, dh and dv share v's. The last step's `a_T λ_T` is the
-    final-state gradient: it enters as the carry with coefficient 1.
+    Tiles are loaded in ascending time and scanned with `reverse=True`. dx has x's
+    strides; v, h, dh and dv share v's. The last step's `a_T λ_T` is the final-state
+    gradient: it enters as the carry with coefficient 1, and each tile hands on its
+    first `λ`, which the next tile (earlier in time) multiplies by its `a_{t+1}`.
     """
     b = tl.program_id(1)
     cd = h0_ptr.dtype.element_ty
     n = tl.program_id(0) * BN + tl.arange(0, BN)
     mn = n < N
-    tt = tl.arange(0, BT)
-    carry = tl.load(dfin_ptr + b * N + n, mask=mn, other=0.0)
+    h0_off = b * N + n
+    carry = tl.load(dfin_ptr + h0_off, mask=mn, other=0.0)
     dh0 = tl.zeros((BN,), cd)
     xb, vb = b.to(tl.int64) * sxb, b.to(tl.int64) * svb
-    for j in range(0, T, BT):
-        t = T - 1 - j - tt
-        m = (t >= 0)[:, None] & mn[None, :]
-        xo = xb + t[:, None] * sxt + n[None, :] * sxn
-        vo = vb + t[:, None] * svt + n[None, :] * svn
-        mnext = ((t + 1 < T) & (t >= 0))[:, None] & mn[None, :]
-        an, _, _, _ = _coeffs(x_ptr, xo + sxt, sxk, mnext, NORM, cd)
-        dh = tl.load(dh_ptr + vo, mask=m, other=0.0).to(cd)
-        ca, cl = tl.associative_scan((tl.where(mnext, tl.sum(an, axis=2), 1.0), dh), 0, _affine)
-        lam = cl + ca * carry[None, :]
-        a, a0, x, g = _coeffs(x_ptr, xo, sxk, m, NORM, cd)
-        v = tl.load(v_ptr + vo, mask=m, other=0.0).to(cd)
-        hp = tl.load(h_ptr + vo - svt, mask=m & (t >= 1)[:, None], other=0.0).to(cd)
-        hp += tl.load(h0_ptr + b * N + n[None, :] + 0 * t[:, None], mask=m & (t == 0)[:, None], other=0.0)
-        dxl, dg = norm_bwd(x, g, a, a0, (lam * hp)[:, :, None], (lam * v)[:, :, None], m[:, :, None], NORM, 2)
-        tl.store(dx_ptr + xo, tl.sum(dxl, axis=2).to(dx_ptr.dtype.element_ty), mask=m)
-        tl.store(dx_ptr + xo + sxk, tl.sum(dg, axis=2).to(dx_ptr.dtype.element_ty), mask=m)
-        tl.store(dv_ptr + vo, (lam * tl.sum(a0, axis=2)).to(dv_ptr.dtype.element_ty), mask=m)
-        if j + BT >= T:
-            dh0 = tl.sum(tl.where((t == 0)[:, None] & m, lam * tl.sum(a, axis=2), 0.0), axis=0)
-        carry = tl.sum(tl.where(((tt == BT - 1) | (t == 0))[:, None] & m, lam, 0.0), axis=0)
-    tl.store(dh0_ptr + b * N + n, dh0, mask=mn)
+    n_tiles = tl.cdiv(T, BT)
+    for i in range(0, n_tiles):
+        t0 = (n_tiles - 1 - i) * BT
+        if (i == 0) | (t0 == 0):
+            carry, dh0 = _bwd_tile(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dx_ptr, dv_ptr, xb, vb, h0_off, t0, n, mn,
+                                   carry, dh0, T, sxt, sxn, sxk, svt, svn, NORM, cd, BT, True)
+        else:
+            carry, dh0 = _bwd_tile(x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dx_ptr, dv_ptr, xb, vb, h0_off, t0, n, mn,
+                                   carry, dh0, T, sxt, sxn, sxk, svt, svn, NORM, cd, BT, False)
+    tl.store(dh0_ptr + h0_off, dh0, mask=mn)
 
 
 def is_time_major(x: torch.Tensor) -> bool:
