@@ -176,7 +176,7 @@ def tiles(interpret, time_major_):
     128 steps × 32 channels otherwise."""
     if interpret:
         return (4, 2, 1)
-    return (512, 1, 4) if time_major_ else (128, 32, 8)
+    return (256, 1, 2) if time_major_ else (128, 32, 8)
 
 
 def like(t, ref):
