@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import shlex
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path

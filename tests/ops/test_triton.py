@@ -73,20 +73,13 @@ def run(fn, logits, v, h0, norm, **kw):
     return out, final, grads
 
 
-def time_major_leaf(x):
-    """A leaf with x's values stored `[B, ..., T]` (T the unit-stride axis), seen as x's shape."""
-    d = x.dim()
-    buf = x.detach().permute(0, *range(2, d), 1).contiguous()
-    return buf.permute(0, d - 1, *range(1, d - 1)).requires_grad_()
-
-
 def compare(ops, kind, B, T, N, M, norm, dtype, with_h0, device="cpu", time_major=False, **kw):
     fn = ops.hlru_triton if kind == "hlru" else ops.bdlru_triton
     res = {}
     for name, f in (("ref", REF[kind]), ("tri", fn)):
         logits, v, h0 = make_inputs(kind, B, T, N, M, norm, dtype, with_h0, device=device)
         if time_major and name == "tri":
-            logits, v = time_major_leaf(logits), time_major_leaf(v)
+            logits, v = (ops.diag.time_major(t.detach()).requires_grad_() for t in (logits, v))
             assert logits.stride(1) == 1 and v.stride(1) == 1
         extra = dict(kw, output_final_state=True) if name == "tri" else {}
         res[name] = run(f, logits, v, h0, norm, **extra)

@@ -3,7 +3,8 @@
 With a scalar state the affine pairs `(a_t, u_t)` compose cheaply, so a program loads
 a `[BT, BN]` tile (time × channels), resolves it with `tl.associative_scan` along time
 and carries the last state to the next tile: every byte is read once and many are in
-flight. The backward loads its tiles time-reversed and scans them the same way.
+flight. The backward walks the tiles from the last, loads each in ascending time and
+scans it with `reverse=True`.
 
 The kernels take every tensor's strides, so they read either layout in place:
 channel-major `[B, T, N]` (what `.contiguous()` gives) or time-major, where T is the
