@@ -9,12 +9,11 @@ one run. Bandwidth counts minimal bytes as bench_scan.py does (forward 4 passes 
 
     python benchmarks/sweep_diag.py --out reports/benchmarks
 """
-import argparse
 import os
 
 import torch
 from bench_scan import runner
-from timing import copy_bandwidth, hardware, markdown, median_ms, write_atomic, write_csv
+from timing import hardware, markdown, median_ms, start, write_atomic, write_csv
 
 from statemix.ops.norm import NORMS
 from statemix.ops.triton.diag import diag_scan, time_major
@@ -25,12 +24,7 @@ TILES = [None, (1024, 1, 4), (256, 1, 2)]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="reports/benchmarks")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    copy_gbs = copy_bandwidth()
-    print(f"# {hardware()}\n# copy {copy_gbs:.0f} GB/s", flush=True)
+    out, copy_gbs = start(__doc__)
     rows = []
     for dname, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         logits, v, _ = make_inputs("hlru", B, T, N, 1, "softmax", dtype, device="cuda")
@@ -65,8 +59,8 @@ def main():
         except ImportError:
             print("accelerated-scan not installed; baseline skipped", flush=True)
     cols = ["dtype", "layout", "tile", "mode", "ms", "GBps", "pct_copy"]
-    write_csv(os.path.join(args.out, "sweep_diag.csv"), rows)
-    write_atomic(os.path.join(args.out, "sweep_diag.md"),
+    write_csv(os.path.join(out, "sweep_diag.csv"), rows)
+    write_atomic(os.path.join(out, "sweep_diag.md"),
                  f"# M = 1 scan: layouts and tiles (B={B}, T={T}, N={N})\n\n{hardware()}; copy {copy_gbs:.0f} GB/s\n\n"
                  + markdown(rows, cols) + "\n")
     print(markdown(rows, cols))

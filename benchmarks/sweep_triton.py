@@ -5,12 +5,11 @@ so the heuristics in `statemix.ops.triton.common` can be set from measurements.
 
     python benchmarks/sweep_triton.py --out reports/benchmarks
 """
-import argparse
 import os
 from dataclasses import replace
 
 import torch
-from timing import copy_bandwidth, hardware, median_ms, write_csv
+from timing import median_ms, start, write_csv
 
 from statemix.ops.triton import bdlru_triton, hlru_triton
 from statemix.ops.triton.common import default_config, pow2
@@ -22,12 +21,7 @@ STAGES = [1, 3]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="reports/benchmarks")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    copy_gbs = copy_bandwidth()
-    print(f"# {hardware()}\n# copy {copy_gbs:.0f} GB/s", flush=True)
+    out, copy_gbs = start(__doc__)
     rows = []
     B, T, S = 8, 4096, 1024
     for dtype in (torch.bfloat16,):
@@ -47,7 +41,7 @@ def main():
                                      block=cfg.block, fwd_ms=ms_f, fwdbwd_ms=ms, pct_copy_fwdbwd=pct))
                     print(f"{kind:>6} M={M:<2} {rows[-1]['dtype']:<8} stages={stages} chunk={str(chunk):>5} "
                           f"fwd {ms_f:8.3f} ms  fwd+bwd {ms:8.3f} ms  {pct:5.1f}% of copy", flush=True)
-            write_csv(os.path.join(args.out, "sweep_h200.csv"), rows)
+            write_csv(os.path.join(out, "sweep_h200.csv"), rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Times are medians of CUDA-event timings (`triton.testing.do_bench`); bandwidth i
 counted on minimal bytes and reported as a share of a device-to-device copy measured
 in the same process.
 """
+import argparse
 import csv
 import io
 import os
@@ -40,6 +41,20 @@ def copy_bandwidth(gib=2):
     del src, dst
     torch.cuda.empty_cache()
     return 2 * n * 4 / ms / 1e6
+
+
+def start(doc):
+    """The sweeps' common start: parse `--out` (created), measure the copy bandwidth, print both headers.
+
+    Returns `(out_dir, copy_GBps)`.
+    """
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--out", default="reports/benchmarks")
+    out = ap.parse_args().out
+    os.makedirs(out, exist_ok=True)
+    copy_gbs = copy_bandwidth()
+    print(f"# {hardware()}\n# copy {copy_gbs:.0f} GB/s", flush=True)
+    return out, copy_gbs
 
 
 def hardware():
