@@ -47,6 +47,21 @@ def _activation_grad(x, f, NORM):
 
 
 @triton.jit
+def _denominator(f, f0, mask, NORM, AXIS: tl.constexpr):
+    """`(raw, s)`: the L1 sum of the activations `f`, `f0` and the divisor used, shared by both passes.
+
+    relu: `s = raw = Σ(f + 0.001)`; the others: `raw = Σ|f|`, `s = max(raw, 1e-12)`.
+    """
+    if NORM == 2:
+        raw = tl.sum(tl.where(mask, f + 1e-3, 0.0), axis=AXIS, keep_dims=True) + f0 + 1e-3
+        s = raw
+    else:
+        raw = tl.sum(tl.abs(f), axis=AXIS, keep_dims=True) + tl.abs(f0)
+        s = tl.maximum(raw, 1e-12)
+    return raw, s
+
+
+@triton.jit
 def norm_fwd(x, g, mask, NORM, AXIS: tl.constexpr):
     """Normalise `(x, g)` jointly over the last axis. x `[..., MP]`, g `[..., 1]`.
 
@@ -65,10 +80,7 @@ def norm_fwd(x, g, mask, NORM, AXIS: tl.constexpr):
     else:
         f = tl.where(mask, _activation(x, NORM), 0.0)
         f0 = _activation(g, NORM)
-        if NORM == 2:
-            s = tl.sum(tl.where(mask, f + 1e-3, 0.0), axis=AXIS, keep_dims=True) + f0 + 1e-3
-        else:
-            s = tl.maximum(tl.sum(tl.abs(f), axis=AXIS, keep_dims=True) + tl.abs(f0), 1e-12)
+        _, s = _denominator(f, f0, mask, NORM, AXIS)
         a = f / s
         a0 = f0 / s
     return a, a0
@@ -87,14 +99,12 @@ def norm_bwd(x, g, a, a0, da, da0, mask, NORM, AXIS: tl.constexpr):
     else:
         f = tl.where(mask, _activation(x, NORM), 0.0)
         f0 = _activation(g, NORM)
+        raw, s = _denominator(f, f0, mask, NORM, AXIS)
         if NORM == 2:
-            s = tl.sum(tl.where(mask, f + 1e-3, 0.0), axis=AXIS, keep_dims=True) + f0 + 1e-3
             q = (tl.sum(da * f, axis=AXIS, keep_dims=True) + da0 * f0) / (s * s)
             df = da / s - q
             df0 = da0 / s - q
         else:
-            raw = tl.sum(tl.abs(f), axis=AXIS, keep_dims=True) + tl.abs(f0)
-            s = tl.maximum(raw, 1e-12)
             q = tl.where(raw >= 1e-12, (tl.sum(da * f, axis=AXIS, keep_dims=True) + da0 * f0) / (s * s), 0.0)
             df = da / s - q * tl.where(f > 0.0, 1.0, tl.where(f < 0.0, -1.0, 0.0))
             df0 = da0 / s - q * tl.where(f0 > 0.0, 1.0, tl.where(f0 < 0.0, -1.0, 0.0))
