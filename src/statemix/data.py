@@ -54,6 +54,7 @@ def build_manifest(task, split, seed, params, inputs, targets) -> dict:
         "num_scored": int((targets != IGNORE).sum()),
         "sha256": {"inputs": sha256_array(inputs), "targets": sha256_array(targets)},
         "numpy_version": np.__version__,  # Generator streams are fixed per numpy version
+        "source": spec.source_info(),
     }
 
 
@@ -77,7 +78,7 @@ def _up_to_date(folder: Path, wanted: dict) -> bool:
         _, _, manifest = load(folder, verify=True)
     except (ValueError, OSError, KeyError, json.JSONDecodeError):
         return False
-    keys = ("task", "split", "seed", "params", "num_examples")
+    keys = ("task", "split", "seed", "params", "num_examples", "source")
     return all(manifest.get(k) == wanted[k] for k in keys)
 
 
@@ -95,7 +96,8 @@ def generate(task: str, split: str, out, seed: int = DEFAULT_SEED, sets: dict | 
         raise ValueError(f"num_examples must be an int, got {num!r}") from None
     params = resolve_params(task, **sets)
     out = Path(out)
-    wanted = {"task": task, "split": split, "seed": seed, "params": params, "num_examples": num}
+    wanted = {"task": task, "split": split, "seed": seed, "params": params, "num_examples": num,
+              "source": TASKS[task].source_info()}
     if _up_to_date(out, wanted):
         return json.loads((out / MANIFEST).read_text())
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,8 @@ GRID_NAMES = ("paper", "cpu", "smoke")
 BASE_VARIANT = "base"
 
 STAGE_CODE = {
-    "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py"],
+    "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
+                 "src/statemix/tasks/corpus/*"],
     "train": [
         "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py",
         "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",

@@ -23,6 +23,7 @@ MAD_DEFAULTS = {
     "permutation": (120, 16, 100_000, 1_280, 16),
     "parity": (3, 256, 100_000, 1_280, 1),
     "modular-counting": (4, 256, 100_000, 1_280, 1),
+    "lm": (256, 256, 9_088, 512, 256),  # not MAD: byte-level text, statemix.tasks.text
 }
 
 

@@ -1,4 +1,4 @@
-"""Synthetic tasks as deterministic datasets: the six MAD tasks, S_n word problems, counting.
+"""Tasks as deterministic datasets: the six MAD tasks, S_n word problems, counting, byte-level text (lm).
 
 ``make_dataset(task, num_examples, seed, split, **params)`` returns ``(inputs, targets)``,
 both int64 ``[num_examples, T]``; targets hold ``IGNORE`` (-100) where a position is not
@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from statemix.tasks import compression, copying, counting, fuzzy, groups, memorization, recall
+from statemix.tasks import compression, copying, counting, fuzzy, groups, memorization, recall, text
 from statemix.tasks.common import IGNORE, SPLITS
 
 __all__ = ["IGNORE", "SPLITS", "TASKS", "TaskSpec", "make_dataset", "resolve_params", "rng_for"]
@@ -38,6 +38,11 @@ class TaskSpec:
     check: Callable[[dict], None]
     backbone: str = "lm"
     description: str = field(default="", compare=False)
+    source: Callable[[], dict] | None = field(default=None, compare=False)
+
+    def source_info(self) -> dict | None:
+        """Identity (name, sha256) of the shipped data the task reads; None for generated tasks."""
+        return self.source() if self.source else None
 
 
 def _spec(name, module, defaults, num_examples, vocab_size=lambda p: p["vocab_size"], **kw):
@@ -78,6 +83,9 @@ TASKS: dict[str, TaskSpec] = {
               dict(min_len=3, max_len=40, test_min_len=40, test_max_len=256, modulus=3),
               {"train": 100_000, "test": 1_280}, vocab_size=counting.vocab_size,
               description="number of 2s mod `modulus`, answered at the last symbol; test is longer"),
+        _spec("lm", text, dict(seq_len=256, eval_part="valid"), {"train": 9_088, "test": 512},
+              vocab_size=text.vocab_size, source=text.source,
+              description="next byte of CPython 3.11.7 stdlib source (shipped); test = the valid part"),
     )
 }
 
