@@ -16,9 +16,10 @@ Splits are by document, so no window straddles two splits: documents are ordered
 their path; the first ones go to ``test`` until it holds ``HELD_OUT`` of the bytes, the next to
 ``valid`` likewise, the rest to ``train``. Each document is preceded by byte 0 (a document boundary;
 it never occurs in the text). Examples are windows of ``seq_len + 1`` bytes; inputs are the first
-``seq_len``, targets the last ``seq_len`` (next byte, every position scored). Train windows start at
-uniformly random offsets (drawn from the task's seeded generator); held-out windows tile the text
-from its start, so each held-out byte is scored once.
+``seq_len``, targets the last ``seq_len`` (next byte, every position scored). Windows tile their part
+without overlap, so an epoch over the default train count sees each train byte once; held-out tiles
+start at byte 0, train tiles at a random phase in ``[0, seq_len)`` (a subset of them, drawn at random,
+when ``num_examples`` asks for fewer), both from the task's seeded generator.
 
 The pipeline's ``test`` split is the per-epoch evaluation split, on which the trainer selects the
 reported epoch. For this task it holds the corpus's ``valid`` part by default (``eval_part``);
@@ -146,9 +147,10 @@ def source() -> dict:
     return {key: manifest[key] for key in ("source", "archive", "archive_sha256", "corpus_sha256")}
 
 
-def held_out_windows(seq_len: int, part: str) -> int:
-    """How many non-overlapping windows of seq_len scored bytes one part holds."""
-    return (len(load_corpus()[1][part]) - 1) // seq_len
+def num_windows(seq_len: int, part: str) -> int:
+    """How many windows of seq_len scored bytes tile one part (train leaves room for a phase up to seq_len)."""
+    size = len(load_corpus()[1][part])
+    return (size - seq_len) // seq_len if part == "train" else (size - 1) // seq_len
 
 
 def check(p: dict) -> None:
@@ -163,14 +165,16 @@ def generate_lm(rng, n, split, seq_len, eval_part):
     if len(text) <= seq_len:
         raise ValueError(f"task parameter 'seq_len' = {seq_len} is invalid; allowed: < {len(text)}, the "
                          f"{split} part's length in bytes")
-    if split == "train":
-        starts = rng.integers(0, len(text) - seq_len, size=n)
+    train = split == "train"
+    available = num_windows(seq_len, "train" if train else eval_part)
+    if n > available:
+        raise ValueError(f"num_examples = {n} is invalid for the lm {split} split; allowed: <= {available} "
+                         f"windows of {seq_len} bytes in the corpus's {'train' if train else eval_part} part")
+    starts = np.arange(available) * seq_len
+    if train:
+        starts = int(rng.integers(0, seq_len)) + np.sort(rng.permutation(available)[:n]) * seq_len
     else:
-        available = (len(text) - 1) // seq_len
-        if n > available:
-            raise ValueError(f"num_examples = {n} is invalid for the lm {split} split; allowed: <= "
-                             f"{available} windows of {seq_len} bytes in the corpus's {eval_part} part")
-        starts = np.arange(n) * seq_len
+        starts = starts[:n]
     windows = text[starts[:, None] + np.arange(seq_len + 1)].astype(np.int64)
     return windows[:, :-1], windows[:, 1:].copy()
 
