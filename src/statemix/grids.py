@@ -36,7 +36,7 @@ STAGE_CODE = {
         "src/statemix/ops/triton/*.py", "params/default.yaml",
     ],
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
-    "report": ["src/statemix/report.py", "src/statemix/plots.py"],
+    "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
                   "src/statemix/layers/*.py"],
 }

@@ -124,3 +124,25 @@ def lines(table, x: str, y: str, series, path, title: str, ylabel: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def errorbars(table, x: str, y: str, yerr: str, series: str, path, xlabel: str, ylabel: str, title: str) -> None:
+    """One line per value of `series`: `y` ± `yerr` against `x` on a log axis (e.g. perplexity vs size)."""
+    styles = _styles(table[series].unique())
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, rows in table.groupby(series):
+        rows = rows.sort_values(x)
+        colour, marker = styles[name]
+        ax.errorbar(rows[x], rows[y], yerr=rows[yerr].fillna(0.0), label=name, color=colour, marker=marker,
+                    markersize=4, capsize=2, linewidth=1)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from statemix import aggregate, grids, plots
+from statemix import aggregate, grids, plots, report_lm
 from statemix.io import atomic_write_text
 
 FIG1_SECTIONS = ("main", "extra")
@@ -201,6 +201,7 @@ def build(grid: grids.Grid, table: pd.DataFrame, figures: Path, bench_files=()) 
         "## Order / block size\n\n" + section_order(summary, figures, tasks),
         "## Normalisation ablation (the paper's Figure 2)\n\n"
         + section_norm(summary, list(spec.get("variants", {})), figures, tasks),
+        "## Language modelling\n\n" + report_lm.section(grid, table, figures),
         "## Throughput\n\n" + section_throughput(bench_files, figures),
         "## Per-task tables\n\n" + section_tasks(summary, tasks),
     ]
