@@ -65,10 +65,10 @@ def compare(summary: pd.DataFrame) -> list[str]:
                     gap, spread = a.ppl_mean - b.ppl_mean, np.nanmax([a.ppl_std, b.ppl_std, 0.0])
                     verdict = ("within one std of" if abs(gap) <= spread else
                                "lower than" if gap < 0 else "higher than")
-                    if pd.isna(a.ppl_std) and pd.isna(b.ppl_std):
-                        verdict += " (one seed each, no spread to compare with)"
+
+                note = " (one seed each: no spread)" if pd.isna(a.ppl_std) and pd.isna(b.ppl_std) else ""
                 lines.append(f"- {task}, state size {width} per layer: {bd} {_fmt(a.ppl_mean, a.ppl_std)} is "
-                             f"{verdict} {ref} {_fmt(b.ppl_mean, b.ppl_std)}")
+                             f"{verdict} {ref} {_fmt(b.ppl_mean, b.ppl_std)}{note}")
     return lines
 
 

@@ -50,7 +50,7 @@ def test_report_section_compares_bdlru_with_lru_and_writes_figures(tmp_path):
     ppl = {("bdlru-m2", 8): 3.0, ("lru", 8): 4.0, ("bdlru-m2", 16): 2.5, ("lru", 16): 2.5}
     table = _table(grid, ppl)
     text = report_lm.section(grid, table, tmp_path)
-    assert "bdlru-m2 3.000 is lower than lru 4.000 (one seed each" in text
+    assert "bdlru-m2 3.000 is lower than lru 4.000 (one seed each: no spread)" in text
     assert "bdlru-m2 2.500 is within one std of lru 2.500" in text
     assert f"| lru | 8 | 8 | 8,000 | 4.000 | {math.log2(4):.3f} | 4.500 |" in text
     assert f"{10.0 * 16 * 16:,.0f}" in text  # tokens/s = steps/s x batch 16 x seq_len 16 (smoke)
