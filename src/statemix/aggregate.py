@@ -61,12 +61,12 @@ def _row(grid: grids.Grid, key: str, run: grids.Run, track) -> dict:
     return row
 
 
-def collect(grid: grids.Grid, track_runs: bool = True) -> pd.DataFrame:
-    """The run table of a grid; every run must be complete (metrics.json written)."""
+def collect(grid: grids.Grid, track_runs: bool = True, keys=None) -> pd.DataFrame:
+    """The run table of a grid (or of the runs `keys` of it); every run must be complete (metrics.json written)."""
     track = None
     if track_runs:
         from statemix import track
-    rows = [_row(grid, key, run, track) for key, run in sorted(grid.runs.items())]
+    rows = [_row(grid, key, run, track) for key, run in sorted(grid.runs.items()) if keys is None or key in keys]
     return pd.DataFrame(rows)
 
 

@@ -1,5 +1,8 @@
 """The report's language-modelling section: perplexity against state size and parameters, and tokens/s.
 
+`python -m statemix.report_lm --grid paper --out reports/paper/lm [--no-track]` builds the section alone from
+the lm study's finished runs (runs.csv, lm.md, figures/), for when the rest of the grid has not run.
+
 Reads the runs of section `lm` from the run table. Perplexity is per byte on the split the trainer evaluates
 each epoch (for task `lm`, the corpus's validation part), at the epoch with the best such perplexity, as mean
 ± std over seeds; bits per byte = log2(perplexity). Tokens/s = steps/s x batch x seq_len of one training,
@@ -7,12 +10,15 @@ measured while the grid's other trainings shared the device. The per-epoch valid
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from statemix import config, grids, plots
+from statemix import aggregate, config, grids, plots
+from statemix.io import atomic_write_text
 
 BD_LRU = ("bdlru-m2", "bdlru-m4")
 REFERENCES = ("lstm", "lru")
@@ -79,7 +85,7 @@ def section(grid: grids.Grid, table: pd.DataFrame, figures: Path) -> str:
     summary = summarise(grid, table)
     if summary.empty:
         return "No language-modelling study (section `lm`) is in this grid."
-    parts = [__doc__.split("\n\n", 1)[1].replace("\n", " ").strip()]
+    parts = [__doc__.split("\n\n")[2].replace("\n", " ").strip()]
     for task, rows in summary.groupby("task"):
         for x, label, png in (("state_size", "state size (whole model)", f"{task}_ppl_vs_state.png"),
                               ("params_total", "parameters (whole model)", f"{task}_ppl_vs_params.png")):
@@ -97,3 +103,31 @@ def section(grid: grids.Grid, table: pd.DataFrame, figures: Path) -> str:
     parts.append("BD-LRU against LSTM and the diagonal LRU at equal state size:\n\n"
                  + ("\n".join(verdicts) if verdicts else "- no BD-LRU run with a reference run at the same width"))
     return "\n\n".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m statemix.report_lm", description=__doc__.splitlines()[0])
+    p.add_argument("--grid", required=True, help="grid name or params/grids/<name>.yaml")
+    p.add_argument("--out", required=True, help="folder for runs.csv, lm.md and figures/")
+    p.add_argument("--no-track", action="store_true", help="do not log the runs to MLflow")
+    args = p.parse_args(argv)
+    try:
+        grid = grids.load(args.grid, check_names=False)
+        studies = [name for name, st in grid.spec["studies"].items() if st["section"] == "lm"]
+        if not studies:
+            raise ValueError(f"grid {grid.name!r} has no study of section lm")
+        keys = {run.path(grid.name) for run in grid.select(studies=studies)}
+        table = aggregate.collect(grid, track_runs=not args.no_track, keys=keys)
+    except ValueError as err:
+        print(f"statemix.report_lm: error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    text = section(grid, table, out / "figures")
+    atomic_write_text(out / "runs.csv", table.to_csv(index=False))
+    atomic_write_text(out / "lm.md", f"# Language modelling: grid `{grid.name}`\n\n{text}\n")
+    print(f"{len(table)} lm runs -> {out / 'lm.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

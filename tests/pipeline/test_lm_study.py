@@ -72,3 +72,8 @@ def test_no_lm_study_says_so(tmp_path):
     grid = grids.load("smoke")
     table = _table(grid, {k: 3.0 for k in [("bdlru-m2", 8), ("lru", 8), ("bdlru-m2", 16), ("lru", 16)]})
     assert "No language-modelling study" in report_lm.section(grid, table.assign(sections="main"), tmp_path)
+
+
+def test_cli_refuses_a_grid_without_lm(tmp_path, capsys):
+    assert report_lm.main(["--grid", "cpu", "--out", str(tmp_path), "--no-track"]) == 2
+    assert "no study of section lm" in capsys.readouterr().err
