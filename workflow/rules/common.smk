@@ -1,7 +1,7 @@
 """Grid choice and validation, path patterns and input functions; everything else is in statemix.grids."""
 
 PY = sys.executable
-CONFIG_KEYS = {"grid", "study", "task", "track"}
+CONFIG_KEYS = {"grid", "study", "task", "track", "gpus"}
 _unknown = sorted(set(config) - CONFIG_KEYS)
 if _unknown:
     raise ValueError(f"--config {_unknown[0]}: unknown key; allowed: {sorted(CONFIG_KEYS)}")
@@ -16,6 +16,12 @@ TRACK = grids.config_flag(config, "track", default=True)
 TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
 TRACK_AGGREGATE = "" if TRACK else "--no-track"
 USE_GPU = grids.gpu_visible()
+# A cluster executor (--executor slurm sets nodes; its jobs run in remote mode) hands out GPUs itself.
+CLUSTER = workflow.remote_exec or workflow.global_resources["_nodes"].value is not None
+GPUS = gpus.plan(config, USE_GPU, grids.resource_value(workflow.global_resources.get(gpus.POOL_KEY)), CLUSTER)
+for _pool, _mb in GPUS.pools().items():
+    workflow.register_resource(_pool, _mb)
+GPU_OF = gpus.assign({r.path(G): gpus.run_steps(GRID, r) for r in SELECTED}, GPUS.gpus)
 GRID_FILE = str(GRID.file.relative_to(workflow.basedir)) if GRID.file.is_relative_to(workflow.basedir) else str(GRID.file)
 
 DATA = f"data/{G}/{{task}}/s{{seed}}"
