@@ -72,7 +72,7 @@ def project(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["paper", "cpu", "smoke"])
 def test_dry_run_lists_expected_jobs(name):
-    out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}")
+    out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}", "runs=all")
     assert f"running grid '{name}'" in out.stderr + out.stdout
     spec = yaml.safe_load((grids.GRID_DIR / f"{name}.yaml").read_text())
     assert job_counts(out.stdout + out.stderr) == expected_counts(spec)

@@ -1,7 +1,7 @@
 """Grid choice and validation, path patterns and input functions; everything else is in statemix.grids."""
 
 PY = sys.executable
-CONFIG_KEYS = {"grid", "study", "task", "track"}
+CONFIG_KEYS = {"grid", "study", "task", "track", "runs"}
 _unknown = sorted(set(config) - CONFIG_KEYS)
 if _unknown:
     raise ValueError(f"--config {_unknown[0]}: unknown key; allowed: {sorted(CONFIG_KEYS)}")
@@ -17,6 +17,16 @@ TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
 TRACK_AGGREGATE = "" if TRACK else "--no-track"
 USE_GPU = grids.gpu_visible()
 GRID_FILE = str(GRID.file.relative_to(workflow.basedir)) if GRID.file.is_relative_to(workflow.basedir) else str(GRID.file)
+FINISHED = results.finished(GRID)
+if results.committed(GRID):
+    results.check_current(GRID, FINISHED)
+# Committed finished runs are final (statemix.results); without a GPU their report never trains the rest.
+ONLY_FINISHED = grids.config_choice(config, "runs", ("all", "finished"),
+                                    "finished" if results.committed(GRID) and not USE_GPU else "all") == "finished"
+REPORT_RUNS = [GRID.runs[k] for k in sorted(FINISHED)] if ONLY_FINISHED else list(GRID.runs.values())
+if ONLY_FINISHED:
+    print(f"statemix: report from the {len(FINISHED)} finished of {len(GRID.runs)} runs (no training); "
+          "train the rest with --config runs=all", file=sys.stderr)
 
 DATA = f"data/{G}/{{task}}/s{{seed}}"
 RUN = f"results/{G}/{{task}}/{{arch}}/{{variant}}/w{{width}}/s{{seed}}"
@@ -38,6 +48,14 @@ def dataset_of(wc):
 
 def run_of(wc):
     return GRID.runs[RUN.format(**wc)]
+
+
+def train_inputs(wc):
+    """A committed finished run has no inputs, so missing datasets or checkout mtimes never rerun it."""
+    if results.committed(GRID) and RUN.format(**wc) in FINISHED:
+        return {}
+    return {"train": f"{DATA.format(**wc)}/train/manifest.json", "test": f"{DATA.format(**wc)}/test/manifest.json",
+            "code": grids.code_files("train")}
 
 
 def run_metrics(runs):
