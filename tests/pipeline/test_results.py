@@ -31,10 +31,10 @@ TINY = {
 RUNS = ["results/paper/S3/lru/base/w8/s0", "results/paper/S3/bdlru-m2/base/w8/s0"]
 
 
-def snake(cwd, *args, gpu="0", check=True):
-    env = dict(ENV, STATEMIX_GPU=gpu)
+def snake(cwd, *args, gpu="0", check=True, track="false", env=None):
+    env = dict(env or ENV, STATEMIX_GPU=gpu)
     env.pop("PYTHONPATH", None)
-    return sh([sys.executable, "-m", "snakemake", "--cores", "2", *args, "track=false"], cwd, check=check, env=env)
+    return sh([sys.executable, "-m", "snakemake", "--cores", "2", *args, f"track={track}"], cwd, check=check, env=env)
 
 
 def git(cwd, *args):
@@ -88,6 +88,18 @@ def test_fresh_clone_rebuilds_the_report_without_training(trained, tmp_path):
     assert "## Claims" in report and "toy sizes" in report
     for r in RUNS:
         assert not (clone / r / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_fresh_clone_imports_every_finished_run_into_mlflow_once(trained, tmp_path):
+    clone = fresh_clone(trained, tmp_path / "clone")
+    env = dict(ENV, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+    marker = clone / "logs/paper/mlflow_import.txt"
+    snake(clone, str(marker.relative_to(clone)), "--config", "grid=paper", track="true", env=env)
+    assert marker.read_text().strip() == "imported 2 run(s); 0 already present"
+    snake(clone, str(marker.relative_to(clone)), "--forcerun", "mlflow_import", "--config", "grid=paper",
+          track="true", env=env)
+    assert marker.read_text().strip() == "imported 0 run(s); 2 already present"
 
 
 @pytest.mark.slow

@@ -15,3 +15,14 @@ rule aggregate:
         "{PY} -m statemix.aggregate --grid {input.grid} --parquet {output.parquet} --csv {output.csv}"
         " --metrics {output.metrics} --scaling {output.scaling} {TRACK_AGGREGATE}"
         + (" --finished-only" if ONLY_FINISHED else "") + " > {log} 2>&1"
+
+
+rule mlflow_import:
+    """A committed grid's finished runs into this machine's MLflow store (idempotent), so `mlflow ui` on a clone
+    shows every run with its curves and provenance; the output only records that the import ran here."""
+    input:
+        runs=run_metrics(REPORT_RUNS),
+    output:
+        f"logs/{G}/mlflow_import.txt",
+    shell:
+        "{PY} -m statemix.track import results/{G} > {output}"

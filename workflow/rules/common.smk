@@ -65,7 +65,8 @@ def run_metrics(runs):
 def final_targets():
     if STUDIES or TASKS:
         return run_metrics(SELECTED)
-    return [f"{REPORT}/report.md"] + (benchmark_targets() if GRID.spec.get("benchmark") else [])
+    mlflow = [f"logs/{G}/mlflow_import.txt"] if TRACK and results.committed(GRID) else []
+    return [f"{REPORT}/report.md"] + mlflow + (benchmark_targets() if GRID.spec.get("benchmark") else [])
 
 
 def html_report(_log):
