@@ -18,8 +18,7 @@ rule aggregate:
 
 
 rule mlflow_import:
-    """A committed grid's finished runs into this machine's MLflow store (idempotent), so `mlflow ui` on a clone
-    shows every run with its curves and provenance; the output only records that the import ran here."""
+    """A committed grid's finished runs into this machine's MLflow store (idempotent), for `mlflow ui` on a clone."""
     input:
         runs=run_metrics(REPORT_RUNS),
     output:
