@@ -1,9 +1,7 @@
 rule train:
     """One training: task instance x arch x variant x width x seed (python -m statemix.train)."""
     input:
-        train=f"{DATA}/train/manifest.json",
-        test=f"{DATA}/test/manifest.json",
-        code=grids.code_files("train"),
+        unpack(train_inputs),
     output:
         f"{RUN}/metrics.json",
     params:
