@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper grid's lm study on one GPU machine in one call: Snakemake trains it (resumable), then
-# statemix.report_lm builds its section, and the results (no checkpoints) are packed for the way back.
+# statemix.report_lm builds its section, and statemix.results packs the finished runs for the way back
+# (here: python -m statemix.results unpack results.tar.gz && git add results/paper/lm).
 # Usage: benchmarks/run_lm_h200.sh OUTDIR [WHEELDIR]; WHEELDIR holds the snakemake/mlflow wheels.
 # LM_S (default 320) bounds the training; a rerun resumes what a timeout cut off.
 set -u
@@ -18,6 +19,6 @@ timeout "${LM_S:-320}" snakemake --config grid=paper study=lm track=false --core
 echo "snakemake rc=$? elapsed=$(( $(date +%s) - start ))s" | tee -a "$out/snakemake.log"
 python3 -m statemix.report_lm --grid paper --out "$out/lm" --no-track 2>&1 | tee -a "$out/snakemake.log"
 python3 -m statemix.budget paper --steps-per-s 20 --concurrency 16 --study lm | tee -a "$out/snakemake.log"
-tar czf "$out/results.tar.gz" --exclude checkpoint.pt results/paper/lm logs/paper/train/lm \
-  data/paper/lm/*/*/manifest.json
+python3 -m statemix.results pack results/paper/lm --out "$out/results.tar.gz" 2>&1 | tee -a "$out/snakemake.log"
+tar czf "$out/logs.tar.gz" logs/paper/train/lm data/paper/lm/*/*/manifest.json
 grep -c '"status": "ok"' results/paper/lm/*/base/*/*/metrics.json 2>/dev/null | grep -c ':1$' | sed 's/^/runs ok: /'
