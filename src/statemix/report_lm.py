@@ -1,7 +1,8 @@
 """The report's language-modelling section: perplexity against state size and parameters, and tokens/s.
 
 `python -m statemix.report_lm --grid paper --out reports/paper/lm [--no-track]` builds the section alone from
-the lm study's finished runs (runs.csv, lm.md, figures/), for when the rest of the grid has not run.
+the lm study's finished runs (runs.csv, lm.md, figures/; it says how many of the study's runs that is), for when
+the rest of the grid has not run.
 
 Reads the runs of section `lm` from the run table. Perplexity is per byte on the split the trainer evaluates
 each epoch (for task `lm`, the corpus's validation part), at the epoch with the best such perplexity, as mean
@@ -117,14 +118,15 @@ def main(argv=None) -> int:
         if not studies:
             raise ValueError(f"grid {grid.name!r} has no study of section lm")
         keys = {run.path(grid.name) for run in grid.select(studies=studies)}
-        table = aggregate.collect(grid, track_runs=not args.no_track, keys=keys)
+        table = aggregate.collect(grid, track_runs=not args.no_track, finished_only=True, keys=keys)
     except ValueError as err:
         print(f"statemix.report_lm: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     text = section(grid, table, out / "figures")
     atomic_write_text(out / "runs.csv", table.to_csv(index=False))
-    atomic_write_text(out / "lm.md", f"# Language modelling: grid `{grid.name}`\n\n{text}\n")
+    done = f"{len(table)} of the {len(keys)} runs of study {', '.join(studies)} have finished."
+    atomic_write_text(out / "lm.md", f"# Language modelling: grid `{grid.name}`\n\n{done}\n\n{text}\n")
     print(f"{len(table)} lm runs -> {out / 'lm.md'}")
     return 0
 
