@@ -74,8 +74,9 @@ def summarise(grid: grids.Grid, out: Path) -> pd.DataFrame:
     curves, rows = [], []
     for run in sorted(grid.runs.values(), key=lambda r: r.path(grid.name)):
         folder = Path(run.path(grid.name))
+        n, seq_len = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"].train_shape()
         ident = {"task": run.task, "task_name": run.task_name, "arch": run.arch, "width": run.width,
-                 "variant": run.variant, "seed": run.seed}
+                 "variant": run.variant, "seed": run.seed, "train_examples": n, "seq_len": seq_len}
         hist = folder / "history.csv"
         if not hist.exists():
             rows.append({**ident, "epochs": 0})

@@ -132,9 +132,11 @@ def learning_curves(curves, path, tasks) -> None:
     styles = _styles(curves["arch"].unique())
     fig, axes = _grid(len(tasks), width=4.2)
     for ax, task in zip(axes, tasks):
-        for (arch, width, seed), rows in curves[curves["task"] == task].groupby(["arch", "width", "seed"]):
+        panel = curves[curves["task"] == task]
+        for (arch, width, seed), rows in panel.groupby(["arch", "width", "seed"]):
             colour, marker = styles[arch]
-            ax.plot(rows["epoch"], rows["test_acc"], color=colour, marker=marker, markersize=2, linewidth=1,
+            dash = ("-", "--", ":", "-.")[sorted(panel.loc[panel["arch"] == arch, "width"].unique()).index(width) % 4]
+            ax.plot(rows["epoch"], rows["test_acc"], color=colour, marker=marker, markersize=2, linewidth=1, linestyle=dash,
                     markevery=max(len(rows) // 8, 1), label=f"{arch} w{width}")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("epoch", fontsize=8)
