@@ -281,7 +281,7 @@ def cut_matches(cut: dict, run: Run) -> bool:
 
 
 def apply_cuts(spec: dict, runs: dict) -> dict:
-    """The runs left after the grid's `budget.cuts`, applied in order; the datasets stay (cheap, shared)."""
+    """The runs left after the grid's `budget.cuts`, applied in order."""
     left = dict(runs)
     for cut in spec.get("budget", {}).get("cuts", []):
         left = {k: r for k, r in left.items() if not cut_matches(cut, r)}
@@ -304,7 +304,9 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_widths(spec, runs, file)
     if spec["name"] != file.stem and file.parent == GRID_DIR:
         raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
-    return Grid(spec["name"], file, spec, datasets, apply_cuts(spec, runs), runs)
+    kept = apply_cuts(spec, runs)
+    used = {f"data/{spec['name']}/{r.task}/s{r.seed}" for r in kept.values()}
+    return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs)
 
 
 def config_list(config: dict, key: str) -> list:

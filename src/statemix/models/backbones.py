@@ -177,7 +177,8 @@ def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backb
     """
     for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
                               ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
-                              ("backbone_norm", backbone_norm, tuple(NORMS))):
+                              ("backbone_norm", backbone_norm, tuple(NORMS)), ("init", init, INITS),
+                              ("positions", positions, POSITIONS)):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
     for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
