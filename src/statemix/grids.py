@@ -91,6 +91,7 @@ class Grid:
     datasets: dict
     runs: dict
     full_runs: dict = field(default_factory=dict)
+    full_datasets: dict = field(default_factory=dict)
 
     def select(self, studies=None, tasks=None) -> list:
         """Runs belonging to any of `studies` and any of `tasks` (None = all), for chunked runs."""
@@ -306,7 +307,7 @@ def load(grid: str, check_names: bool = True) -> Grid:
         raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
     kept = apply_cuts(spec, runs)
     used = {f"data/{spec['name']}/{r.task}/s{r.seed}" for r in kept.values()}
-    return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs)
+    return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs, datasets)
 
 
 def config_list(config: dict, key: str) -> list:
@@ -351,7 +352,33 @@ def main(argv=None) -> int:
     cut = len(grid.full_runs) - len(grid.runs)
     print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
           f"{len(grid.runs)} runs" + (f" ({cut} of {len(grid.full_runs)} cut by budget.cuts)" if cut else ""))
+    print(describe(grid))
     return 0
+
+
+def describe(grid: Grid) -> str:
+    """Protocol, sizes per study (runs left after the cuts) and the cuts, as text for `python -m statemix.grids`."""
+    from statemix import config
+
+    runs = list(grid.runs.values()) or list(grid.full_runs.values())
+    t = config.load(overrides=runs[0].overrides).train
+    lines = [f"protocol: AdamW lr {t.lr:g}, batch {t.batch_size}, up to {t.max_epochs} epochs, {t.schedule} over "
+             f"{t.max_epochs} epochs to {t.min_lr:g}, early stop at test {t.accuracy} accuracy {t.early_stop_acc:g}, "
+             f"reported epoch {t.select}; seeds {grid.spec['seeds']}", "sizes (width = state per layer), per study:"]
+    for name, study in grid.spec["studies"].items():
+        mine = [r for r in grid.runs.values() if name in r.studies]
+        widths = {}
+        for r in mine:
+            widths.setdefault(r.arch, set()).add(r.width)
+        sizes = ", ".join(f"{a} {sorted(w)}" for a, w in widths.items()) or "all cut"
+        lines.append(f"  {name}: {len(mine)} runs on {', '.join(study['tasks'])}: {sizes}")
+    cuts = grid.spec.get("budget", {}).get("cuts", [])
+    if cuts:
+        lines.append(f"budget: {grid.spec['budget'].get('gpu_hours')} GPU-hours at "
+                     f"{grid.spec['budget'].get('concurrency')} trainings at once; cuts in order "
+                     f"(`python -m statemix.budget {grid.name}` gives the hours after each):")
+        lines += [f"  {i}. {c['why']}" for i, c in enumerate(cuts, 1)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

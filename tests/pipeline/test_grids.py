@@ -130,12 +130,17 @@ def test_budget_costs_a_run_by_hand(tmp_path):
          "first_epoch_at_stop_acc": None, "steps_per_epoch": 2, "steps_per_s": 10.0, "s_per_epoch": 0.25},
     ]).to_csv(pilot, index=False)
     grid = grids.load("smoke", check_names=False)
-    rates = budget.Rates(pilot, tmp_path / "absent.csv", tmp_path / "absent.csv")
+    chunk = tmp_path / "chunk.csv"
+    pd.DataFrame({"arch": sorted({r.arch for r in grid.full_runs.values()}), "steps_per_s": 100.0}).to_csv(chunk)
+    rates = budget.Rates(pilot, tmp_path / "absent.csv", chunk)
     s3 = next(r for r in grid.runs.values() if r.task == "S3" and r.arch == "lru")
     cost = budget.run_cost(grid, s3, rates)
     # smoke: 32 examples, batch 16 -> 2 batches; max_epochs 1 caps the pilot's early stop at 4
     assert (cost["epochs"], cost["batches"], cost["s_per_step"]) == (1, 2, 0.25)
     par = next(r for r in grid.runs.values() if r.task == "parity" and r.arch == "lru")
     assert budget.run_cost(grid, par, rates)["s_per_step"] == 0.125
+    other = next(r for r in grid.runs.values() if r.task == "S3" and r.arch == "bdlru-m2")
+    # not in the pilot: the chunk's 100 steps/s times the pilot's median eval share, (2.5 + 1.25) / 2
+    assert budget.run_cost(grid, other, rates)["s_per_step"] == pytest.approx(1.875 / 100)
     text, fits = budget.estimate(grid, rates)
     assert "| 0 | none |" in text and "fits" in text
