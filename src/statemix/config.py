@@ -33,6 +33,8 @@ class ModelConfig:
     channel_mixer: str
     norm: str
     backend: str
+    init: str
+    positions: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ CHOICES = {
     "model.channel_mixer": ("swiglu", "mlp"),
     "model.norm": ("softmax", "sigmoid", "relu", "tanh", "linear", "none"),
     "model.backend": ("auto", "reference", "scan", "triton"),
+    "model.init": ("fork", "mad"),
+    "model.positions": ("learned", "sincos"),
     "train.schedule": ("cosine", "constant"),
     "train.accuracy": ("macro", "micro"),
     "train.select": ("best_test_ppl", "last"),

@@ -124,3 +124,25 @@ def lines(table, x: str, y: str, series, path, title: str, ylabel: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def learning_curves(curves, path, tasks) -> None:
+    """Test accuracy against epoch, one panel per task, one line per (arch, width) run (the pilot)."""
+    tasks = [t for t in tasks if t in set(curves["task"])]
+    styles = _styles(curves["arch"].unique())
+    fig, axes = _grid(len(tasks), width=4.2)
+    for ax, task in zip(axes, tasks):
+        panel = curves[curves["task"] == task]
+        for (arch, width, seed), rows in panel.groupby(["arch", "width", "seed"]):
+            colour, marker = styles[arch]
+            dash = ("-", "--", ":", "-.")[sorted(panel.loc[panel["arch"] == arch, "width"].unique()).index(width) % 4]
+            ax.plot(rows["epoch"], rows["test_acc"], color=colour, marker=marker, markersize=2, linewidth=1, linestyle=dash,
+                    markevery=max(len(rows) // 8, 1), label=f"{arch} w{width}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("test accuracy (macro)", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)

@@ -2,9 +2,10 @@
 --data DIR --out DIR [--params FILE ...] [--set section.key=value ...]`.
 
 Writes OUT/config.yaml (resolved config) first, OUT/checkpoint.pt and OUT/history.csv every epoch, and
-OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged).
-Re-running the same command resumes from the checkpoint; a complete folder is left as it is.
-Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed").
+OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged in
+the first epoch). A run that diverges later is "ok" with `"diverged"` set to the error: it reports its best
+epoch before the NaN, as MAD does. Re-running the same command resumes; a complete folder is left as it is.
+Exit status: 0 ok (diverged included), 2 bad input, 3 failed (metrics.json says "failed").
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: 
                              f"leave it at {default!r}")
     return build_model(cfg.model.arch, cfg.model.width, vocab_size, seq_len, d_model=cfg.model.d_model,
                        n_layers=cfg.model.n_layers, backbone=backbone, channel_mixer=cfg.model.channel_mixer,
-                       **options)
+                       init=cfg.model.init, positions=cfg.model.positions, **options)
 
 
 def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, device: torch.device) -> dict:
@@ -149,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         selected = result.pop("selected")
         metrics.update({"selected_epoch": selected.pop("epoch"), "select": cfg.train.select, **selected,
                         "last": result.pop("last"), **result})
+        if result["diverged"]:
+            print(f"statemix.train: warning: {result['diverged']}; reporting epoch {metrics['selected_epoch']}, "
+                  "the best before it (flagged diverged)", file=sys.stderr)
     except Diverged as err:
         print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr)
         metrics.update({"status": "failed", "error": str(err), "epochs": trainer.epoch})

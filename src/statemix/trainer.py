@@ -33,7 +33,10 @@ HISTORY = "history.csv"
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite; the run is failed and never reported as a result."""
+    """The loss became NaN or infinite before any epoch completed: there is no epoch to report, the run fails.
+
+    A run that diverges later stops with `stopped == "diverged"` and reports its best epoch before the NaN, as
+    MAD's checkpointing does."""
 
 
 @dataclass
@@ -118,7 +121,7 @@ class Trainer:
                 self.optimizer, T_max=cfg.max_epochs, eta_min=cfg.min_lr)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-        self.epoch, self.history, self.stopped = 0, [], None
+        self.epoch, self.history, self.stopped, self.divergence = 0, [], None, None
         self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
         self.train_preds = torch.empty_like(train.targets)
 
@@ -198,12 +201,14 @@ class Trainer:
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
             if not bool(run["finite"]):
-                raise Diverged(f"train loss became NaN/inf in epoch {self.epoch + 1}")
+                self._diverged(f"train loss became NaN/inf in epoch {self.epoch + 1}")
+                break
             train = self._summarise(run)
             test = self.evaluate(self.test)
             t2 = time.perf_counter()
             if not math.isfinite(test["loss"]):
-                raise Diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
+                self._diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
+                break
             self.epoch += 1
             row = {"epoch": self.epoch, "lr": run["lr"],
                    **{f"train_{k}": v for k, v in train.items()}, **{f"test_{k}": v for k, v in test.items()},
@@ -216,6 +221,13 @@ class Trainer:
             if self.stopped or self.epoch % cfg.checkpoint_every == 0:
                 self._save()
         return self._final()
+
+    def _diverged(self, message: str) -> None:
+        """Stop at a NaN: with an earlier finite epoch, mark the run diverged and save; else raise Diverged."""
+        if self.best["state"] is None:
+            raise Diverged(message)
+        self.stopped, self.divergence = "diverged", message
+        self._save()
 
     def _stop_reason(self) -> str | None:
         cfg = self.cfg
@@ -230,7 +242,10 @@ class Trainer:
         return None
 
     def _final(self) -> dict:
-        last = {"epoch": self.epoch, **self._both_splits()}
+        if self.stopped == "diverged":
+            last = {"epoch": self.epoch, **{k: v for k, v in self.history[-1].items() if k.startswith("test_")}}
+        else:
+            last = {"epoch": self.epoch, **self._both_splits()}
         if self.cfg.select == "best_test_ppl" and self.best["state"] is not None:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(self.best["state"])
@@ -241,6 +256,7 @@ class Trainer:
         steps = sum(row["steps"] for row in self.history)
         train_s = sum(row["train_s"] for row in self.history)
         return {"last": last, "selected": selected, "epochs": self.epoch, "stopped": self.stopped,
+                "diverged": self.divergence,
                 "steps": steps, "train_s": train_s, "eval_s": sum(row["eval_s"] for row in self.history),
                 "steps_per_s": steps / train_s if train_s > 0 else None}
 
@@ -254,6 +270,7 @@ class Trainer:
         state = {"fingerprint": self.fingerprint, "epoch": self.epoch, "stopped": self.stopped,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
+                 "divergence": self.divergence,
                  "rng": _rng_state()}
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -273,4 +290,5 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.stopped, self.best, self.history = (state["epoch"], state["stopped"], state["best"],
                                                              state["history"])
+        self.divergence = state.get("divergence")
         _set_rng_state(state["rng"])
