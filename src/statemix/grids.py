@@ -35,7 +35,7 @@ STAGE_CODE = {
         "src/statemix/ops/triton/*.py", "params/default.yaml",
     ],
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
-    "report": ["src/statemix/report.py", "src/statemix/plots.py"],
+    "report": ["src/statemix/report.py", "src/statemix/plots.py", "src/statemix/claims.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
                   "src/statemix/layers/*.py"],
 }
@@ -288,6 +288,14 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
     if str(value).lower() in ("true", "false"):
         return str(value).lower() == "true"
     raise ValueError(f"--config {key}={value!r}: expected true or false")
+
+
+def config_choice(config: dict, key: str, allowed: tuple, default: str) -> str:
+    """A --config value that must be one of `allowed`; anything else is an error naming the key."""
+    value = str(config.get(key, default))
+    if value not in allowed:
+        raise ValueError(f"--config {key}={value!r}: allowed: {', '.join(allowed)}")
+    return value
 
 
 def cli_sets(overrides) -> str:
