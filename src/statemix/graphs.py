@@ -59,9 +59,14 @@ def batch_count(n: int, size: int, drop_last: bool) -> int:
     return n // size if drop_last and n >= size else -(-n // size)
 
 
-def _padded(split) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = split.inputs, split.targets
-    return torch.cat([x, x[:1]]), torch.cat([y, torch.full_like(y[:1], IGNORE)])
+def _padded(splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K runs' splits as `[K, N+1, T]` inputs and targets, row N the all-IGNORE padding row."""
+    shapes = {tuple(s.inputs.shape) for s in splits}
+    if len(shapes) != 1:
+        raise ValueError(f"runs stepped together need splits of one shape; got {sorted(shapes)}")
+    x = torch.stack([torch.cat([s.inputs, s.inputs[:1]]) for s in splits])
+    y = torch.stack([torch.cat([s.targets, torch.full_like(s.targets[:1], IGNORE)]) for s in splits])
+    return x, y
 
 
 class Steps:
@@ -69,23 +74,24 @@ class Steps:
 
     Args:
         model: tokens `[K*B, T]` -> logits `[K*B, T, V]`. params: its parameters (leading dim K when K > 1).
-        optimizer: AdamW over `params` (capturable when graphed). K: runs. cfg: the runs' TrainConfig.
+        optimizer: AdamW over `params` (capturable when graphed). K: runs. trains: each run's train Split
+        (one shape). cfg: the runs' TrainConfig.
         precision: "bf16" or "fp32". graphed: capture the steps in CUDA graphs (falls back on failure).
     """
 
-    def __init__(self, model, params, optimizer, K: int, train, cfg, device, precision: str, graphed: bool):
+    def __init__(self, model, params, optimizer, K: int, trains, cfg, device, precision: str, graphed: bool):
         self.model, self.params, self.optimizer, self.K = model, list(params), optimizer, K
         self.cfg, self.device, self.precision = cfg, device, precision
         self.graphed, self.path = graphed, PATH_GRAPH if graphed else PATH_EAGER
-        self.n = len(train)
-        self.x, self.y = _padded(train)
+        self.n = len(trains[0])
+        self.x, self.y = _padded(trains)
         B = cfg.batch_size
         self.runs = torch.arange(K, device=device)[:, None]
         self.idx = torch.full((K, B), self.n, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros(K, dtype=torch.float64, device=device)
         self.count = torch.zeros(K, dtype=torch.int64, device=device)
         self.finite = torch.ones(K, dtype=torch.bool, device=device)
-        self.preds = torch.empty((K, self.n + 1, self.y.shape[1]), dtype=torch.long, device=device)
+        self.preds = torch.empty((K, self.n + 1, self.y.shape[-1]), dtype=torch.long, device=device)
         self.graph, self.evals, self.batches = None, {}, None
 
     def _autocast(self):
@@ -107,7 +113,7 @@ class Steps:
             g.mul_(coef.view([self.K] + [1] * (g.dim() - 1)).to(g.dtype) if g.dim() else coef[0].to(g.dtype))
 
     def _train_body(self) -> None:
-        x, y = self.x[self.idx], self.y[self.idx]
+        x, y = self.x[self.runs, self.idx], self.y[self.runs, self.idx]
         with self._autocast():
             logits = self.model(x.flatten(0, 1))
         total, scored = self._per_run_loss(logits, y)
@@ -200,7 +206,7 @@ class Steps:
         """Per-run accumulators of the epoch, as `Trainer.train_epoch` returns them (device tensors)."""
         steps = self.batches.shape[0]
         return [{"loss_sum": self.loss_sum[k], "count": self.count[k], "finite": self.finite[k], "steps": steps,
-                 "lr": lr, "preds": self.preds[k][self.seen[k]], "targets": self.y[self.seen[k]]}
+                 "lr": lr, "preds": self.preds[k][self.seen[k]], "targets": self.y[k][self.seen[k]]}
                 for k in range(self.K)]
 
     def train_epoch(self, orders: torch.Tensor, lr: float) -> list[dict]:
@@ -208,27 +214,27 @@ class Steps:
             self.step(i)
         return self.end_epoch(lr)
 
-    def evaluate(self, split) -> list[dict]:
-        """Per-run loss sums, counts and predictions over all of `split` (one graph per split)."""
-        key = id(split.inputs)
+    def evaluate(self, splits) -> list[dict]:
+        """Per-run loss sums, counts and predictions over all of each run's split (one graph per split)."""
+        key = tuple(id(s.inputs) for s in splits)
         if key not in self.evals:
-            self.evals[key] = _Eval(self, split)
+            self.evals[key] = _Eval(self, splits)
         return self.evals[key].run()
 
 
 class _Eval:
     """The evaluation step over one split for the K runs, captured once when graphed."""
 
-    def __init__(self, steps: Steps, split):
-        self.s, self.n = steps, len(split)
-        self.x, self.y = _padded(split)
+    def __init__(self, steps: Steps, splits):
+        self.s, self.n = steps, len(splits[0])
+        self.x, self.y = _padded(splits)
         B, K, dev = steps.cfg.eval_batch_size, steps.K, steps.device
         count = batch_count(self.n, B, False)
         order = torch.cat([torch.arange(self.n, device=dev), torch.full((count * B - self.n,), self.n, device=dev)])
         self.batches = order.view(count, B)
         self.idx = self.batches[0].clone()
         self.loss_sum = torch.zeros(K, dtype=torch.float64, device=dev)
-        self.preds = torch.empty((K, self.n + 1, self.y.shape[1]), dtype=torch.long, device=dev)
+        self.preds = torch.empty((K, self.n + 1, self.y.shape[-1]), dtype=torch.long, device=dev)
         self.graph = None
         if steps.graphed:
             self.graph = self._capture()
@@ -237,8 +243,8 @@ class _Eval:
     def _body(self) -> None:
         s = self.s
         with s._autocast():
-            logits = s.model(self.x[self.idx].repeat(s.K, 1))
-        y = self.y[self.idx].repeat(s.K, 1)
+            logits = s.model(self.x[:, self.idx].flatten(0, 1))
+        y = self.y[:, self.idx]
         total, _ = s._per_run_loss(logits, y)
         self.loss_sum += total.double()
         self.preds[:, self.idx] = logits.argmax(-1).view(s.K, self.idx.shape[0], -1)
@@ -269,6 +275,6 @@ class _Eval:
                 self.graph.replay()
             else:
                 self._body()
-        count = (self.y[:self.n] != IGNORE).sum()
-        return [{"loss_sum": self.loss_sum[k], "count": count, "preds": self.preds[k, :self.n],
-                 "targets": self.y[:self.n]} for k in range(self.s.K)]
+        count = (self.y[:, :self.n] != IGNORE).flatten(1).sum(1)
+        return [{"loss_sum": self.loss_sum[k], "count": count[k], "preds": self.preds[k, :self.n],
+                 "targets": self.y[k, :self.n]} for k in range(self.s.K)]

@@ -121,7 +121,7 @@ class Trainer:
         self.epoch, self.history, self.stopped = 0, [], None
         self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
         self.train_preds = torch.empty_like(train.targets)
-        self.steps = graphs.Steps(self.forward, model.parameters(), self.optimizer, 1, train, cfg, device,
+        self.steps = graphs.Steps(self.forward, model.parameters(), self.optimizer, 1, [train], cfg, device,
                                   self.precision, True) if graphed else None
 
     def shuffle_order(self) -> torch.Tensor:
@@ -176,7 +176,7 @@ class Trainer:
     def evaluate(self, data: Split) -> dict:
         """Loss, perplexity and macro/micro accuracy over the scored positions of `data` (one host sync)."""
         if self.steps is not None:
-            return self._summarise(self.steps.evaluate(data)[0])
+            return self._summarise(self.steps.evaluate([data])[0])
         self.model.eval()
         preds = torch.empty_like(data.targets)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)

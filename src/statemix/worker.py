@@ -29,26 +29,32 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[argparse.Namespace]]
     p = argparse.ArgumentParser(prog="python -m statemix.worker", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
     p.add_argument("--arch", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--run", action="append", required=True, metavar="WIDTH,SEED,OUT", dest="runs")
+    p.add_argument("--data", default=None, help="dataset folder of every run that names none")
+    p.add_argument("--run", action="append", required=True, metavar="WIDTH,SEED,OUT[,DATA]", dest="runs",
+                   help="one run; DATA (default --data) when the run's dataset differs, e.g. one per seed")
     p.add_argument("--params", action="append", default=[])
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv)
     runs = []
     for text in args.runs:
-        parts = text.split(",", 2)
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"--run {text!r}: expected WIDTH,SEED,OUT")
+        parts = text.split(",")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise ValueError(f"--run {text!r}: expected WIDTH,SEED,OUT or WIDTH,SEED,OUT,DATA")
+        if len(parts) == 3 and args.data is None:
+            raise ValueError(f"--run {text!r}: names no DATA and no --data was given")
         runs.append(argparse.Namespace(task=args.task, arch=args.arch, width=parts[0], seed=parts[1],
-                                       data=args.data, out=parts[2], params=args.params,
+                                       data=parts[3] if len(parts) == 4 else args.data, out=parts[2],
+                                       params=args.params,
                                        overrides=args.overrides))
     return args, runs
 
 
 def stack_key(job: train.Job) -> tuple:
     """Runs with equal keys can share one stacked model: everything but the seed and the folder agrees."""
-    flat = {k: v for k, v in config_mod.flatten(job.cfg).items() if k not in ("train.seed", "track.experiment")}
-    return tuple(sorted(flat.items())), job.trainer.epoch
+    skip = ("train.seed", "track.experiment", "data.dir")
+    flat = {k: v for k, v in config_mod.flatten(job.cfg).items() if k not in skip}
+    shape = tuple(job.trainer.train.inputs.shape), tuple(job.trainer.test.inputs.shape)
+    return tuple(sorted(flat.items())), shape, job.trainer.epoch
 
 
 class Group:
@@ -69,7 +75,8 @@ class Group:
             self.optimizer = graphs.make_optimizer(self.params, cfg, device, graphed)
             self._load_optimizer()
             graphs.set_lr(self.optimizer, graphs.current_lr(first.optimizer))
-            self.steps = graphs.Steps(self.model, self.params, self.optimizer, self.K, first.train, cfg, device,
+            self.steps = graphs.Steps(self.model, self.params, self.optimizer, self.K,
+                                      [t.train for t in self.trainers], cfg, device,
                                       first.precision, graphed)
         self.active = [t.stopped is None for t in self.trainers]
         self.codes = {}
@@ -122,7 +129,7 @@ class Group:
         t0 = time.perf_counter()
         with self._on_stream():
             runs = self.steps.end_epoch(self.lr)
-            tests = self.steps.evaluate(self.trainers[0].test)
+            tests = self.steps.evaluate([t.test for t in self.trainers])
             self._store()
         if self.stream is not None:
             self.stream.synchronize()

@@ -16,12 +16,20 @@ TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "trai
 LOSSES = ["train_loss", "test_loss", "train_acc", "test_acc"]
 
 
+def _make(root, seed):
+    for split, n in (("train", 40), ("test", 24)):
+        generate("in-context-recall", split, root / split, seed=seed, sets={"num_examples": n, "seq_len": 16})
+    return root
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for split, n in (("train", 40), ("test", 24)):
-        generate("in-context-recall", split, root / split, seed=0, sets={"num_examples": n, "seq_len": 16})
-    return root
+    return _make(tmp_path_factory.mktemp("data"), 0)
+
+
+@pytest.fixture(scope="module")
+def data_seed1(tmp_path_factory):
+    return _make(tmp_path_factory.mktemp("data1"), 1)
 
 
 def _alone(data, out, arch, width, seed, *extra):
@@ -33,17 +41,18 @@ def _alone(data, out, arch, width, seed, *extra):
 
 def _worker(data, arch, runs, *extra):
     args = ["--task", "in-context-recall", "--arch", arch, "--data", str(data), *TINY, *extra]
-    for width, seed, out in runs:
-        args += ["--run", f"{width},{seed},{out}"]
+    for run in runs:
+        args += ["--run", ",".join(map(str, run))]
     return worker.main(args)
 
 
 @pytest.mark.parametrize("arch", ["bdlru-m2", "lstm"])
-def test_worker_runs_equal_runs_trained_alone(data, tmp_path, arch):
-    runs = [(8, 0, tmp_path / "w8s0"), (8, 1, tmp_path / "w8s1"), (4, 2, tmp_path / "w4s2")]
+def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
+    """Seeds 0 and 1 (own datasets, as the pipeline's per-seed data) stack; width 4 runs beside them."""
+    runs = [(8, 0, tmp_path / "w8s0", data), (8, 1, tmp_path / "w8s1", data_seed1), (4, 2, tmp_path / "w4s2", data)]
     assert _worker(data, arch, runs, "--set", "train.grad_clip=0.05") == 0
-    for width, seed, out in runs:
-        history, metrics = _alone(data, tmp_path / f"alone{width}_{seed}", arch, width, seed,
+    for width, seed, out, folder in runs:
+        history, metrics = _alone(folder, tmp_path / f"alone{width}_{seed}", arch, width, seed,
                                   "--set", "train.grad_clip=0.05")
         got = pd.read_csv(out / "history.csv")
         mine = json.loads((out / "metrics.json").read_text())
