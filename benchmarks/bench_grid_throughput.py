@@ -82,7 +82,7 @@ def _sets(args, graphs):
 def _call(cmd, log):
     with open(log, "w") as f:
         code = subprocess.run(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT).returncode
-    if code != 0:
+    if code not in (0, 3):  # 3: a run diverged; it is counted as failed in the table
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {code}; see {log}:\n{Path(log).read_text()[-3000:]}")
 
 
@@ -97,7 +97,7 @@ def phase(name, jobs, concurrency, tmp):
         list(pool.map(lambda ij: _call(ij[1][0], tmp / f"{name}{ij[0]}.log"), enumerate(jobs)))
     wall = time.perf_counter() - t0
     metrics = _metrics([f for _, folders in jobs for f in folders])
-    steps = sum(m["steps"] for m in metrics)
+    steps = sum(m.get("steps", 0) for m in metrics)
     print(f"{name}: {len(metrics)} runs, {steps} steps in {wall:.1f} s -> {steps / wall:.0f} steps/s, "
           f"GPU busy {gpu.busy:.2f}", flush=True)
     return {"wall_s": wall, "steps": steps, "busy": gpu.busy, "metrics": metrics}
@@ -151,13 +151,18 @@ def main(argv=None):
 def write(args, results, singles):
     rows = []
     for name, r in results.items():
-        train_rate = sum(m["steps"] / m["train_s"] for m in r["metrics"]) / len(r["metrics"])
-        rows.append({"arch": "mix", "width": 0, "mode": name, "runs": len(r["metrics"]),
+        ok = [m for m in r["metrics"] if m["status"] == "ok"]
+        train_rate = sum(m["steps"] / m["train_s"] for m in ok) / max(len(ok), 1)
+        rows.append({"arch": "mix", "width": 0, "mode": name, "runs": len(r["metrics"]), "failed": len(r["metrics"]) - len(ok),
                      "steps_per_s": r["steps"] / r["wall_s"], "wall_s": r["wall_s"], "gpu_busy": r["busy"],
                      "run_steps_per_s": train_rate, "step_path": ""})
     worker = next(r for n, r in results.items() if n.startswith("one worker"))
     by = {}
     for m in worker["metrics"]:
+        if m["status"] != "ok":
+            rows.append({"arch": m["arch"], "width": m["width"], "mode": "batched", "runs": 1, "failed": 1,
+                         "steps_per_s": float("nan"), "step_path": m["error"]})
+            continue
         by.setdefault((m["arch"], m["width"]), []).append(m)
     for (arch, width), ms in by.items():
         rows.append({"arch": arch, "width": width, "mode": "batched", "runs": len(ms),
@@ -167,6 +172,8 @@ def write(args, results, singles):
                      "stacked_runs": ms[0].get("stacked_runs", 1)})
     for (arch, width), r in singles.items():
         m = r["metrics"][0]
+        if m["status"] != "ok":
+            continue
         rows.append({"arch": arch, "width": width, "mode": "single", "runs": 1, "steps_per_s": m["steps_per_s"],
                      "wall_s": r["wall_s"], "gpu_busy": r["busy"], "run_steps_per_s": float("nan"),
                      "step_path": m["step_path"], "stacked_runs": 1})

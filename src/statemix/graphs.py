@@ -41,9 +41,10 @@ def make_optimizer(params, cfg, device: torch.device, graphed: bool) -> torch.op
                              **options)
 
 
-def current_lr(optimizer) -> float:
+def current_lr(optimizer):
+    """The learning rate as the optimizer holds it (a device tensor when graphed: read it after the epoch)."""
     lr = optimizer.param_groups[0]["lr"]
-    return float(lr)
+    return lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
 
 
 def set_lr(optimizer, value: float) -> None:

@@ -221,7 +221,7 @@ class Trainer:
         if not math.isfinite(test["loss"]):
             raise Diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
         self.epoch += 1
-        row = {"epoch": self.epoch, "lr": run["lr"],
+        row = {"epoch": self.epoch, "lr": float(run["lr"]),
                **{f"train_{k}": v for k, v in train.items()}, **{f"test_{k}": v for k, v in test.items()},
                "steps": run["steps"], "train_s": train_s, "eval_s": eval_s}
         self.history.append(row)

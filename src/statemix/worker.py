@@ -74,7 +74,7 @@ class Group:
             graphed = graphs.use_graphs(jobs[0].cfg.train.cuda_graphs, device)
             self.optimizer = graphs.make_optimizer(self.params, cfg, device, graphed)
             self._load_optimizer()
-            graphs.set_lr(self.optimizer, graphs.current_lr(first.optimizer))
+            graphs.set_lr(self.optimizer, float(graphs.current_lr(first.optimizer)))
             self.steps = graphs.Steps(self.model, self.params, self.optimizer, self.K,
                                       [t.train for t in self.trainers], cfg, device,
                                       first.precision, graphed)
@@ -137,7 +137,7 @@ class Group:
             warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
             for t in self.trainers:
                 t.scheduler.step()
-        graphs.set_lr(self.optimizer, graphs.current_lr(self.trainers[0].optimizer))
+        graphs.set_lr(self.optimizer, float(graphs.current_lr(self.trainers[0].optimizer)))
         for k, (job, trainer) in enumerate(zip(self.jobs, self.trainers)):
             if not self.active[k]:
                 continue
