@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.statemix-installed
 
-.PHONY: setup test reproduce clean-venv
+.PHONY: setup test reproduce mlflow clean-venv
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH snakemake
+
+# Rebuild the MLflow store (mlflow.db) from committed result folders, idempotently; then `mlflow ui`.
+GRID ?= paper
+mlflow: $(STAMP)
+	$(PY) -m statemix.track import results/$(GRID)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -61,12 +61,16 @@ def _row(grid: grids.Grid, key: str, run: grids.Run, track) -> dict:
     return row
 
 
-def collect(grid: grids.Grid, track_runs: bool = True) -> pd.DataFrame:
-    """The run table of a grid; every run must be complete (metrics.json written)."""
+def collect(grid: grids.Grid, track_runs: bool = True, finished_only: bool = False) -> pd.DataFrame:
+    """The run table of a grid; every run must be complete (metrics.json written), or with `finished_only`
+    the runs that are (the report lists the others as not run)."""
     track = None
     if track_runs:
         from statemix import track
-    rows = [_row(grid, key, run, track) for key, run in sorted(grid.runs.items())]
+    rows = [_row(grid, key, run, track) for key, run in sorted(grid.runs.items())
+            if not finished_only or (Path(key) / "metrics.json").is_file()]
+    if not rows:
+        raise ValueError(f"grid {grid.name!r}: no run has finished (no metrics.json under results/{grid.name})")
     return pd.DataFrame(rows)
 
 
@@ -116,10 +120,11 @@ def main(argv=None) -> int:
     p.add_argument("--metrics", required=True, help="headline metrics JSON (DVC metrics)")
     p.add_argument("--scaling", required=True, help="accuracy vs state size / params CSV (DVC plots)")
     p.add_argument("--no-track", action="store_true", help="do not log the runs to MLflow")
+    p.add_argument("--finished-only", action="store_true", help="table only the runs that have finished")
     args = p.parse_args(argv)
     try:
         grid = grids.load(args.grid, check_names=False)
-        table = collect(grid, track_runs=not args.no_track)
+        table = collect(grid, track_runs=not args.no_track, finished_only=args.finished_only)
     except ValueError as err:
         print(f"statemix.aggregate: error: {err}", file=sys.stderr)
         return 2

@@ -48,7 +48,8 @@ def expected_counts(spec: dict) -> dict:
                 for arch in study["archs"]:
                     widths = study.get("widths_by_arch", {}).get(arch, study["widths"])
                     runs |= {(task, arch, v, w, seed) for v in study.get("variants", ["base"]) for w in widths}
-    return {"generate": 2 * len(datasets), "train": len(runs), "aggregate": 1, "report": 1, "all": 1}
+    committed = {"mlflow_import": 1} if spec.get("results") == "committed" else {}
+    return {"generate": 2 * len(datasets), "train": len(runs), "aggregate": 1, "report": 1, "all": 1, **committed}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def project(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["paper", "cpu", "smoke"])
 def test_dry_run_lists_expected_jobs(name):
-    out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}")
+    out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}", "runs=all")
     assert f"running grid '{name}'" in out.stderr + out.stdout
     spec = yaml.safe_load((grids.GRID_DIR / f"{name}.yaml").read_text())
     assert job_counts(out.stdout + out.stderr) == expected_counts(spec)
@@ -181,7 +182,7 @@ def test_snakefile_and_dvc_name_the_same_stages_and_outputs():
     grid = dvc["vars"][0]["grid"]
     rules = snakemake(ROOT, "--list-rules", "--config", f"grid={grid}").stdout.split("\n")
     rules = {line.split()[0] for line in rules if line.strip()}
-    assert set(dvc["stages"]) == rules - {"all", "benchmark"}
+    assert set(dvc["stages"]) == rules - {"all", "benchmark", "mlflow_import"}
     summary = snakemake(ROOT, "--summary", "--forceall", "--nolock", "--config", f"grid={grid}").stdout
     produced = [line.split("\t")[:3:2] for line in summary.splitlines()[1:] if "\t" in line]
     for stage, body in dvc["stages"].items():

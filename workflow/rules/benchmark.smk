@@ -26,9 +26,9 @@ rule benchmark:
     output:
         BENCH,
     resources:
-        gpu_mem_mb=grids.resource_value(workflow.global_resources.get("gpu_mem_mb")) if USE_GPU else 0,
+        **GPUS.resources({"benchmark": GPUS.gpus[0] if GPUS.gpus else ""}, lambda wc: "benchmark", GPUS.pool_mb, GRID.spec),
     log:
         f"logs/{G}/benchmark.log",
     shell:
-        "({PY} benchmarks/bench_scan.py --out $(dirname {output[0]})"
-        " && {PY} benchmarks/bench_layer.py --out $(dirname {output[0]})) > {log} 2>&1"
+        "({resources.gpu_env} {PY} benchmarks/bench_scan.py --out $(dirname {output[0]})"
+        " && {resources.gpu_env} {PY} benchmarks/bench_layer.py --out $(dirname {output[0]})) > {log} 2>&1"

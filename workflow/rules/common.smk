@@ -1,7 +1,11 @@
 """Grid choice and validation, path patterns and input functions; everything else is in statemix.grids."""
 
 PY = sys.executable
+<<<<<<< HEAD
 CONFIG_KEYS = {"grid", "study", "task", "track", "batch"}
+=======
+CONFIG_KEYS = {"grid", "study", "task", "track", "gpus", "runs"}
+>>>>>>> main
 _unknown = sorted(set(config) - CONFIG_KEYS)
 if _unknown:
     raise ValueError(f"--config {_unknown[0]}: unknown key; allowed: {sorted(CONFIG_KEYS)}")
@@ -17,7 +21,23 @@ BATCH = grids.config_flag(config, "batch", default=False)
 TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
 TRACK_AGGREGATE = "" if TRACK else "--no-track"
 USE_GPU = grids.gpu_visible()
+# A cluster executor (--executor slurm sets nodes; its jobs run in remote mode) hands out GPUs itself.
+CLUSTER = workflow.remote_exec or workflow.global_resources["_nodes"].value is not None
+GPUS = gpus.plan(config, USE_GPU, grids.resource_value(workflow.global_resources.get(gpus.POOL_KEY)), CLUSTER)
+for _pool, _mb in GPUS.pools().items():
+    workflow.register_resource(_pool, _mb)
+GPU_OF = gpus.assign({r.path(G): gpus.run_steps(GRID, r) for r in SELECTED}, GPUS.gpus)
 GRID_FILE = str(GRID.file.relative_to(workflow.basedir)) if GRID.file.is_relative_to(workflow.basedir) else str(GRID.file)
+FINISHED = results.finished(GRID)
+if results.committed(GRID):
+    results.check_current(GRID, FINISHED)
+# Committed finished runs are final (statemix.results); without a GPU their report never trains the rest.
+ONLY_FINISHED = grids.config_choice(config, "runs", ("all", "finished"),
+                                    "finished" if results.committed(GRID) and not USE_GPU else "all") == "finished"
+REPORT_RUNS = [GRID.runs[k] for k in sorted(FINISHED)] if ONLY_FINISHED else list(GRID.runs.values())
+if ONLY_FINISHED:
+    print(f"statemix: report from the {len(FINISHED)} finished of {len(GRID.runs)} runs (no training); "
+          "train the rest with --config runs=all", file=sys.stderr)
 
 DATA = f"data/{G}/{{task}}/s{{seed}}"
 RUN = f"results/{G}/{{task}}/{{arch}}/{{variant}}/w{{width}}/s{{seed}}"
@@ -41,6 +61,14 @@ def run_of(wc):
     return GRID.runs[RUN.format(**wc)]
 
 
+def train_inputs(wc):
+    """A committed finished run has no inputs, so missing datasets or checkout mtimes never rerun it."""
+    if results.committed(GRID) and RUN.format(**wc) in FINISHED:
+        return {}
+    return {"train": f"{DATA.format(**wc)}/train/manifest.json", "test": f"{DATA.format(**wc)}/test/manifest.json",
+            "code": grids.code_files("train")}
+
+
 def run_metrics(runs):
     return [f"{r.path(G)}/metrics.json" for r in runs]
 
@@ -48,7 +76,8 @@ def run_metrics(runs):
 def final_targets():
     if STUDIES or TASKS:
         return run_metrics(SELECTED)
-    return [f"{REPORT}/report.md"] + (benchmark_targets() if GRID.spec.get("benchmark") else [])
+    mlflow = [f"logs/{G}/mlflow_import.txt"] if TRACK and results.committed(GRID) else []
+    return [f"{REPORT}/report.md"] + mlflow + (benchmark_targets() if GRID.spec.get("benchmark") else [])
 
 
 def html_report(_log):

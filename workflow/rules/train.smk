@@ -2,9 +2,7 @@ if not BATCH:
   rule train:
       """One training: task instance x arch x variant x width x seed (python -m statemix.train)."""
       input:
-          train=f"{DATA}/train/manifest.json",
-          test=f"{DATA}/test/manifest.json",
-          code=grids.code_files("train"),
+          unpack(train_inputs),
       output:
           f"{RUN}/metrics.json",
       params:
@@ -13,11 +11,11 @@ if not BATCH:
           experiment=f"track.experiment=statemix-{G}",
       threads: GRID.spec.get("threads", 1)
       resources:
-          gpu_mem_mb=GRID.spec.get("gpu_mem_mb", 0) if USE_GPU else 0,
+          **GPUS.resources(GPU_OF, lambda wc: RUN.format(**wc), GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
       log:
           f"logs/{G}/train/{{task}}/{{arch}}/{{variant}}/w{{width}}_s{{seed}}.log",
       shell:
-          "OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
+          "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
           " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
           " --out $(dirname {output}) --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
 
