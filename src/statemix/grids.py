@@ -291,7 +291,6 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
     raise ValueError(f"--config {key}={value!r}: expected true or false")
 
 
-<<<<<<< HEAD
 def train_batches(runs) -> dict:
     """Runs a batch worker trains together: one batch per task instance x arch x variant (all its widths and
     seeds; seeds stack when their datasets share a shape). Keys are `task/arch/variant`; runs sorted."""
@@ -301,14 +300,14 @@ def train_batches(runs) -> dict:
     keys = [key for key, _ in batches]
     return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.width, r.seed))
             for i, ((key, _), members) in enumerate(sorted(batches.items(), key=lambda kv: kv[0][0]))}
-=======
+
+
 def config_choice(config: dict, key: str, allowed: tuple, default: str) -> str:
     """A --config value that must be one of `allowed`; anything else is an error naming the key."""
     value = str(config.get(key, default))
     if value not in allowed:
         raise ValueError(f"--config {key}={value!r}: allowed: {', '.join(allowed)}")
     return value
->>>>>>> main
 
 
 def cli_sets(overrides) -> str:

@@ -1,11 +1,7 @@
 """Grid choice and validation, path patterns and input functions; everything else is in statemix.grids."""
 
 PY = sys.executable
-<<<<<<< HEAD
-CONFIG_KEYS = {"grid", "study", "task", "track", "batch"}
-=======
-CONFIG_KEYS = {"grid", "study", "task", "track", "gpus", "runs"}
->>>>>>> main
+CONFIG_KEYS = {"grid", "study", "task", "track", "gpus", "runs", "batch"}
 _unknown = sorted(set(config) - CONFIG_KEYS)
 if _unknown:
     raise ValueError(f"--config {_unknown[0]}: unknown key; allowed: {sorted(CONFIG_KEYS)}")
