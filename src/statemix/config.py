@@ -58,6 +58,7 @@ class TrainConfig:
     precision: str
     device: str
     compile: bool
+    cuda_graphs: str
     checkpoint_every: int
 
 
@@ -92,6 +93,7 @@ CHOICES = {
     "train.select": ("best_test_ppl", "last"),
     "train.precision": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.cuda_graphs": ("auto", "on", "off"),
 }
 POSITIVE = ("model.width", "model.d_model", "model.n_layers", "train.lr", "train.batch_size",
             "train.eval_batch_size", "train.max_epochs", "train.checkpoint_every")

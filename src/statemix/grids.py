@@ -29,7 +29,8 @@ BASE_VARIANT = "base"
 STAGE_CODE = {
     "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py"],
     "train": [
-        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py",
+        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py", "src/statemix/graphs.py",
+        "src/statemix/stack.py", "src/statemix/worker.py",
         "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
         "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
         "src/statemix/ops/triton/*.py", "params/default.yaml",
@@ -324,6 +325,17 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
     if str(value).lower() in ("true", "false"):
         return str(value).lower() == "true"
     raise ValueError(f"--config {key}={value!r}: expected true or false")
+
+
+def train_batches(runs) -> dict:
+    """Runs a batch worker trains together: one batch per task instance x arch x variant (all its widths and
+    seeds; seeds stack when their datasets share a shape). Keys are `task/arch/variant`; runs sorted."""
+    batches: dict = {}
+    for run in runs:
+        batches.setdefault((f"{run.task}/{run.arch}/{run.variant}", tuple(run.overrides)), []).append(run)
+    keys = [key for key, _ in batches]
+    return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.width, r.seed))
+            for i, ((key, _), members) in enumerate(sorted(batches.items(), key=lambda kv: kv[0][0]))}
 
 
 def config_choice(config: dict, key: str, allowed: tuple, default: str) -> str:

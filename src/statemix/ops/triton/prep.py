@@ -21,8 +21,8 @@ def slot_perm(t_ref: int, M: int, device) -> torch.Tensor:
     """Index map between canonical lag order and circular slots at time `t_ref`.
 
     Canonical entry j holds `s_{t_ref-j}`, which lives in slot `(t_ref-j) mod M`; the
-    map is its own inverse, so it converts in both directions. Built on the device (no host-to-device
-    copy), so the op can be captured in a CUDA graph.
+    map is its own inverse, so it converts in both directions. Built on the device (no host copy), so the
+    op can be captured in a CUDA graph.
     """
     return torch.remainder(t_ref - torch.arange(M, device=device), M)
 
