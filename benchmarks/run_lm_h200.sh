@@ -15,10 +15,9 @@ export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total --format=csv; nproc; git rev-parse HEAD; } > "$out/gpu.txt" 2>&1
 start=$(date +%s)
 timeout "${LM_S:-320}" snakemake --config grid=paper study=lm track=false --cores "$(nproc)" \
-  --prioritize results/paper/lm/{mamba2,gdn}/base/w{64,256}/s{0,1,2}/metrics.json > "$out/snakemake.log" 2>&1
+  > "$out/snakemake.log" 2>&1
 echo "snakemake rc=$? elapsed=$(( $(date +%s) - start ))s" | tee -a "$out/snakemake.log"
 python3 -m statemix.report_lm --grid paper --out "$out/lm" --no-track 2>&1 | tee -a "$out/snakemake.log"
-python3 -m statemix.budget paper --steps-per-s 20 --concurrency 16 --study lm | tee -a "$out/snakemake.log"
 python3 -m statemix.results pack results/paper/lm --out "$out/results.tar.gz" 2>&1 | tee -a "$out/snakemake.log"
 tar czf "$out/logs.tar.gz" logs/paper/train/lm data/paper/lm/*/*/manifest.json
 grep -c '"status": "ok"' results/paper/lm/*/base/*/*/metrics.json 2>/dev/null | grep -c ':1$' | sed 's/^/runs ok: /'

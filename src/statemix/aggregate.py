@@ -41,7 +41,8 @@ def _row(grid: grids.Grid, key: str, run: grids.Run, track) -> dict:
     row = {"grid": grid.name, "task": run.task, "task_name": run.task_name, "arch": run.arch,
            "variant": run.variant, "width": run.width, "seed": run.seed, "studies": ",".join(run.studies),
            "sections": ",".join(sorted({grid.spec["studies"][st]["section"] for st in run.studies})),
-           "status": m["status"], "error": m.get("error"), "params_total": m.get("params_total"),
+           "status": m["status"], "error": m.get("error"), "diverged": bool(m.get("diverged")),
+           "params_total": m.get("params_total"),
            "params_mixer_layer": m.get("params_mixer_layer"), "state_size": m.get("state_size"),
            "selected_epoch": m.get("selected_epoch"), "epochs": m.get("epochs"), "stopped": m.get("stopped"),
            **{k: m.get(k) for k in METRICS}, **{f"last_{k}": last.get(k) for k in METRICS},
@@ -75,11 +76,13 @@ def collect(grid: grids.Grid, track_runs: bool = True, finished_only: bool = Fal
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds of each (task, arch, variant, width); failed runs count as failures, not zeros."""
+    """Mean and std over seeds of each (task, arch, variant, width). A diverged run counts at its best epoch
+    before the NaN (MAD's checkpoint); a failed run (NaN in its first epoch) has no result and is counted apart."""
     ok = table.assign(ok=table["status"].eq("ok"))
     agg = ok.groupby(GROUP, sort=True).agg(
         state_size=("state_size", "first"), params_total=("params_total", "first"),
         params_mixer_layer=("params_mixer_layer", "first"), seeds=("seed", "count"), failed=("ok", lambda s: int((~s).sum())),
+        diverged=("diverged", "sum"),
         acc_mean=("test_acc", "mean"), acc_std=("test_acc", "std"), acc_micro_mean=("test_acc_micro", "mean"),
         last_acc_mean=("last_test_acc", "mean"), epochs_mean=("epochs", "mean"),
         studies=("studies", "first"), sections=("sections", "first"))
@@ -87,22 +90,26 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
-def mad_scores(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per arch (base variant): mean over the six MAD tasks of the best width's mean accuracy (MAD's score)."""
+def best_width_scores(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per arch (base variant): mean over the six MAD tasks of the best width's mean accuracy.
+
+    Not MAD's score: MAD averages each task over its sweep of settings (tasks.md §1.1), and the grids run only
+    the baseline setting of each task."""
     base = summary[summary["variant"].eq(grids.BASE_VARIANT) & summary["task_name"].isin(MAD_TASKS)]
     best = base.groupby(["arch", "task"])["acc_mean"].max().unstack("task")
     present = [t for t in MAD_TASKS if t in best.columns]
     out = best[present].copy()
     out["tasks"] = out[present].notna().sum(axis=1)
-    out["mad_score"] = out[present].mean(axis=1).where(out["tasks"].eq(len(MAD_TASKS)))
-    return out.reset_index().sort_values("mad_score", ascending=False, na_position="last")
+    out["best_width_acc"] = out[present].mean(axis=1).where(out["tasks"].eq(len(MAD_TASKS)))
+    return out.reset_index().sort_values("best_width_acc", ascending=False, na_position="last")
 
 
 def headline(table: pd.DataFrame, summary: pd.DataFrame) -> dict:
-    """The DVC metrics file: run counts and the MAD score per architecture."""
-    scores = mad_scores(summary)
+    """The DVC metrics file: run counts and the mean best-width accuracy over the MAD tasks per architecture."""
+    scores = best_width_scores(summary)
     return {"runs": int(len(table)), "failed": int(table["status"].ne("ok").sum()),
-            "mad_score": {r.arch: (None if pd.isna(r.mad_score) else round(float(r.mad_score), 4))
+            "diverged": int(table["diverged"].sum()),
+            "best_width_acc": {r.arch: (None if pd.isna(r.best_width_acc) else round(float(r.best_width_acc), 4))
                           for r in scores.itertuples()}}
 
 

@@ -1,84 +1,192 @@
-"""Compute budget of a grid: worst-case optimizer steps per study, and the wall time they take.
+"""GPU-hours of a grid from measured rates and the pilot's early-stop epochs, and the cuts that make it fit.
 
-`python -m statemix.budget GRID --steps-per-s S --concurrency C` prints a markdown table. Steps are an upper
-bound (max_epochs x batches per epoch; early stopping only shortens runs); S is the steps/s of one training
-while C of them share the device (benchmarks/bench_train.py measures S for one training alone).
+    python -m statemix.budget paper [--pilot reports/pilot/summary.csv] [--bench CSV] [--chunk CSV]
+
+One run costs `epochs x seconds per epoch`, with `concurrency` runs sharing the GPU:
+- epochs: the first epoch at early-stop accuracy that the pilot saw for the same task instance and arch at a
+  width no larger than the run's (more state is assumed to learn no slower); otherwise train.max_epochs, the
+  worst case the protocol allows.
+- seconds per epoch: batches per epoch / steps/s, plus the pilot's eval share. steps/s comes, first found, from
+  (1) the throughput benchmark `reports/benchmarks/bench_grid_throughput.csv` (arch, width, mode, steps_per_s;
+  `batched` rows preferred), (2) the pilot, same task and arch (steps/s measured with the pilot's concurrency),
+  (3) the pilot, same arch on another task, scaled by sequence length, (4) the S5 chunk of
+  reports/benchmarks/paper_chunk_h200/runs.csv, scaled likewise. The table says which source each cell used.
+The grid's `budget.cuts` (params/grids/<grid>.yaml) remove runs in the stated order; the table prints the
+hours after each cut, and the exit status is 1 when the cut grid still exceeds `budget.gpu_hours`.
 """
-
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from pathlib import Path
+
+import pandas as pd
 
 from statemix import config, grids
-from statemix.tasks import TASKS
+
+REPORTS = grids.ROOT / "reports"
+PILOT = REPORTS / "pilot" / "summary.csv"
+BENCH = REPORTS / "benchmarks" / "bench_grid_throughput.csv"
+CHUNK = REPORTS / "benchmarks" / "paper_chunk_h200" / "runs.csv"
+CHUNK_SEQ_LEN = 16
+PROXY = {"hlru-m1": "lru", "bdlru-m1": "lru", "hlru-m3": "hlru-m4", "hlru-m5": "hlru-m4", "bdlru-m3": "bdlru-m4",
+         "bdlru-m5": "bdlru-m4", "bdlru-m8": "bdlru-m4", "lru-complex": "lru", "dproduct": "gdn",
+         "dproduct-h4": "gdn"}
+"""Architectures no measurement covers take the rate of a measured one with the same kernel (or a close one)."""
 
 
-def run_steps(grid: grids.Grid, run: grids.Run) -> int:
-    """Upper bound on a run's optimizer steps: max_epochs x batches per epoch."""
-    cfg = config.load(overrides=run.overrides)
-    ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
-    n = int(ds.split_params["train"].get("num_examples", TASKS[ds.task].num_examples["train"]))
-    return cfg.train.max_epochs * -(-n // cfg.train.batch_size)
+def _read(path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path is not None and Path(path).exists() else None
 
 
-def estimate(grid: grids.Grid, steps_per_s: float, concurrency: int) -> str:
-    """Runs and worst-case steps per study (each run counted in its first study), and hours at the given rate."""
-    rows, total = [], 0
-    for name in grid.spec["studies"]:
-        mine = [r for r in grid.runs.values() if r.studies[0] == name]
-        steps = sum(run_steps(grid, r) for r in mine)
-        total += steps
-        rows.append(f"| {name} | {len(mine)} | {steps:,} | {steps / steps_per_s / concurrency / 3600:.2f} |")
-    hours = total / steps_per_s / concurrency / 3600
-    return "\n".join([f"grid {grid.name}: {len(grid.runs)} runs at {steps_per_s:g} steps/s per training, "
-                      f"{concurrency} trainings at once", "", "| study | runs | max steps | hours |",
-                      "|---|---|---|---|", *rows, f"| total | {len(grid.runs)} | {total:,} | {hours:.2f} |"])
+class Rates:
+    """Measured steps/s and early-stop epochs, looked up per run."""
+
+    def __init__(self, pilot=PILOT, bench=BENCH, chunk=CHUNK):
+        self.pilot, self.bench, self.chunk = _read(pilot), _read(bench), _read(chunk)
+        if self.pilot is not None:
+            self.pilot = self.pilot[self.pilot["epochs"] > 0]
+
+    @staticmethod
+    def _nearest(rows: pd.DataFrame, width: int) -> pd.Series:
+        return rows.iloc[(rows["width"] - width).abs().argsort().iloc[0]]
+
+    def epochs(self, task: str, arch: str, width: int, max_epochs: int) -> tuple[int, str]:
+        p = self.pilot
+        if p is not None:
+            hit = p[p["task"].eq(task) & p["arch"].eq(arch) & p["width"].le(width)
+                    & p["first_epoch_at_stop_acc"].notna()]
+            if len(hit):
+                return min(int(hit["first_epoch_at_stop_acc"].max()), max_epochs), "pilot early stop"
+        return max_epochs, "max_epochs"
+
+    def seconds_per_step(self, task: str, task_name: str, seq_len: int, arch: str, width: int) -> tuple[float, str]:
+        """Seconds per optimizer step, evaluation included, and where the number came from."""
+        try:
+            return self._seconds_per_step(task, seq_len, arch, width)
+        except ValueError:
+            if arch not in PROXY:
+                raise
+            sps, source = self._seconds_per_step(task, seq_len, PROXY[arch], width)
+            return sps * (2.0 if arch.startswith("dproduct") else 1.0), f"proxy {PROXY[arch]}: {source}"
+
+    def _seconds_per_step(self, task: str, seq_len: int, arch: str, width: int) -> tuple[float, str]:
+        eval_share = 1.0
+        p = self.pilot
+        if p is not None and len(p):
+            eval_share = float((p["s_per_epoch"] * p["steps_per_s"] / p["steps_per_epoch"]).median())
+        if self.bench is not None:
+            rows = self.bench[self.bench["arch"].eq(arch)]
+            if len(rows):
+                batched = rows[rows["mode"].eq("batched")]
+                row = self._nearest(batched if len(batched) else rows, width)
+                return eval_share / float(row["steps_per_s"]), f"benchmark ({row['mode']}, w{int(row['width'])})"
+        if p is not None:
+            settled = p[p["epochs"].ge(3)]
+            p = settled if len(settled) else p
+            same = p[p["task"].eq(task) & p["arch"].eq(arch)]
+            if len(same):
+                row = self._nearest(same, width)
+                return float(row["s_per_epoch"] / row["steps_per_epoch"]), f"pilot {task} w{int(row['width'])}"
+            other = p[p["arch"].eq(arch)]
+            if len(other):
+                row = other.iloc[(other["seq_len"] - seq_len).abs().argsort().iloc[0]]
+                scale = seq_len / row["seq_len"]
+                return (float(row["s_per_epoch"] / row["steps_per_epoch"]) * max(scale, 1.0),
+                        f"pilot {row['task']} w{int(row['width'])}, x{max(scale, 1.0):.1f} for length")
+        if self.chunk is not None:
+            rows = self.chunk[self.chunk["arch"].eq(arch)]
+            if len(rows):
+                scale = max(seq_len / CHUNK_SEQ_LEN, 1.0)
+                return (eval_share * scale / float(rows["steps_per_s"].mean()),
+                        f"S5 chunk, x{scale:.1f} for length")
+        raise ValueError(f"no measured rate for arch {arch!r}: run the pilot or the throughput benchmark")
 
 
-def study_tokens(grid: grids.Grid, study: str, steps_per_s: float, concurrency: int) -> str:
-    """One study's token budget (steps x batch x seq_len per run) and the minutes it takes at the given rate."""
-    mine = [r for r in grid.runs.values() if study in r.studies]
-    if not mine:
-        raise ValueError(f"--study {study!r}: no runs; allowed: {sorted(grid.spec['studies'])}")
-    rows, steps_all, tokens_all = [], 0, 0
-    for run in mine:
-        cfg = config.load(overrides=run.overrides)
-        ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
-        seq_len = int(ds.params.get("seq_len", TASKS[ds.task].defaults.get("seq_len", 0)))
-        steps = run_steps(grid, run)
-        steps_all, tokens_all = steps_all + steps, tokens_all + steps * cfg.train.batch_size * seq_len
-        rows.append((steps, cfg.train.batch_size, seq_len))
-    per_run = sorted(set(rows))
-    return "\n".join([f"study {study}: {len(mine)} runs; per run (steps x batch x seq_len): "
-                      + ", ".join(f"{s:,} x {b} x {t} = {s * b * t / 1e6:.2f}M tokens" for s, b, t in per_run),
-                      f"total {steps_all:,} steps, {tokens_all / 1e6:.1f}M tokens; at {steps_per_s:g} steps/s per "
-                      f"training, {concurrency} at once: {steps_all / steps_per_s / concurrency / 60:.1f} min"])
+@functools.lru_cache(maxsize=None)
+def _train_config(overrides: tuple) -> config.TrainConfig:
+    return config.load(overrides=overrides).train
+
+
+def run_cost(grid: grids.Grid, run: grids.Run, rates: Rates) -> dict:
+    """Expected epochs, batches per epoch, seconds per step and seconds of one run, with their sources."""
+    train = _train_config(run.overrides)
+    ds = grid.full_datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    n, seq_len = ds.train_shape()
+    batches = -(-n // train.batch_size)
+    epochs, epoch_source = rates.epochs(run.task, run.arch, run.width, train.max_epochs)
+    sps, rate_source = rates.seconds_per_step(run.task, ds.task, seq_len, run.arch, run.width)
+    return {"study": run.studies[0], "task": run.task, "arch": run.arch, "width": run.width, "seed": run.seed,
+            "epochs": epochs, "batches": batches, "s_per_step": sps, "seconds": epochs * batches * sps,
+            "epochs_from": epoch_source, "rate_from": rate_source}
+
+
+def costs(grid: grids.Grid, runs: dict, rates: Rates) -> pd.DataFrame:
+    """One row per run (indexed by its result folder) with its expected cost."""
+    return pd.DataFrame([run_cost(grid, r, rates) for r in runs.values()], index=list(runs))
+
+
+def estimate(grid: grids.Grid, rates: Rates) -> tuple[str, bool]:
+    """The markdown budget: per study at full protocol, then the hours after each cut; True when it fits."""
+    spec = grid.spec.get("budget", {})
+    limit, conc = float(spec.get("gpu_hours", 2.0)), int(spec.get("concurrency", 16))
+    full = costs(grid, grid.full_runs, rates)
+    hours = lambda df: df["seconds"].sum() / conc / 3600  # noqa: E731
+    lines = [f"grid {grid.name}: {len(grid.full_runs)} runs at full protocol, {conc} trainings share one GPU, "
+             f"limit {limit:g} GPU-hours", "",
+             "Per study at full protocol (epochs: pilot early stop where seen, else max_epochs):", "",
+             "| study | runs | steps | slot-hours | GPU-hours |", "|---|---|---|---|---|"]
+    for study, rows in full.groupby("study", sort=False):
+        lines.append(f"| {study} | {len(rows)} | {int((rows['epochs'] * rows['batches']).sum()):,} | "
+                     f"{rows['seconds'].sum() / 3600:.1f} | {hours(rows):.2f} |")
+    lines += [f"| total | {len(full)} | {int((full['epochs'] * full['batches']).sum()):,} | "
+              f"{full['seconds'].sum() / 3600:.1f} | {hours(full):.2f} |", "",
+              "Cuts, in the order applied (params/grids, `budget.cuts`):", "",
+              "| # | cut | runs removed | runs left | GPU-hours left |", "|---|---|---|---|---|",
+              f"| 0 | none | 0 | {len(full)} | {hours(full):.2f} |"]
+    left = dict(grid.full_runs)
+    for i, cut in enumerate(spec.get("cuts", []), 1):
+        gone = [k for k, r in left.items() if grids.cut_matches(cut, r)]
+        for k in gone:
+            del left[k]
+        lines.append(f"| {i} | {cut['why']} | {len(gone)} | {len(left)} | {hours(full.loc[list(left)]):.2f} |")
+    final = full.loc[list(grid.runs)]
+    longest = final.loc[final["seconds"].idxmax()] if len(final) else None
+    fits = hours(final) <= limit
+    by_arch = final.groupby("arch")["seconds"].agg(["size", "sum"]).sort_values("sum", ascending=False)
+    lines += ["", "After the cuts, per arch: " + "; ".join(f"{a} {int(r['size'])} runs {r['sum'] / conc / 3600:.2f} h"
+                                                       for a, r in by_arch.iterrows()) + "."]
+    lines += ["", f"After the cuts: {len(final)} runs, {hours(final):.2f} GPU-hours "
+              f"({'fits' if fits else 'does NOT fit'} in {limit:g}).",
+              "" if longest is None else f"Longest single run: {longest['task']} {longest['arch']} w{longest['width']}, "
+              f"{longest['seconds'] / 3600:.2f} h.", "",
+              "Rate sources used: " + "; ".join(f"{k} ({v})" for k, v in final["rate_from"].str.split(",").str[0]
+                                                 .str.replace(r" w\d+$", "", regex=True).value_counts().items())
+              + ". Epoch sources: " + "; ".join(f"{k} ({v})" for k, v in final["epochs_from"].value_counts().items())
+              + "."]
+    if rates.bench is None:
+        lines.append("`reports/benchmarks/bench_grid_throughput.csv` is absent: steps/s come from the pilot "
+                     "(reports/pilot/summary.csv, measured with its runs sharing the H200) and, for an arch it "
+                     "lacks, from the S5 chunk (reports/benchmarks/paper_chunk_h200/runs.csv).")
+    return "\n".join(lines), fits
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m statemix.budget", description=__doc__.splitlines()[0])
-    p.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
-    p.add_argument("--steps-per-s", type=float, required=True, help="training steps/s of one run")
-    p.add_argument("--concurrency", type=int, required=True, help="trainings running at once")
-    p.add_argument("--study", help="only this study, with its token budget")
+    p.add_argument("grid", help="paper | cpu | smoke | pilot | path to a grid YAML")
+    p.add_argument("--pilot", default=str(PILOT), help="pilot summary.csv (statemix.pilot summarise)")
+    p.add_argument("--bench", default=str(BENCH), help="throughput benchmark CSV (used when present)")
+    p.add_argument("--chunk", default=str(CHUNK), help="per-run table of the measured S5 chunk")
     args = p.parse_args(argv)
-    for key in ("steps_per_s", "concurrency"):
-        if getattr(args, key) <= 0:
-            print(f"statemix.budget: error: --{key.replace('_', '-')}={getattr(args, key)}; must be > 0", file=sys.stderr)
-            return 2
     try:
         grid = grids.load(args.grid)
+        text, fits = estimate(grid, Rates(args.pilot, args.bench, args.chunk))
     except ValueError as err:
         print(f"statemix.budget: error: {err}", file=sys.stderr)
         return 2
-    try:
-        print(study_tokens(grid, args.study, args.steps_per_s, args.concurrency) if args.study
-              else estimate(grid, args.steps_per_s, args.concurrency))
-    except ValueError as err:
-        print(f"statemix.budget: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    print(text)
+    return 0 if fits else 1
 
 
 if __name__ == "__main__":

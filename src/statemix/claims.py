@@ -43,8 +43,8 @@ RULES = f"""\
   gain (beyond the margin); a later step larger than it by more than the margin contradicts the claim.
 - C4: on S3, S4, S5 the best BD-LRU cell with m in {MODERATE} must reach mean ≥ {SOLVED} (solved) and beat
   each baseline's best cell.
-- C5: per task and arch of the normalisation study, softmax must have no failed run and match or beat every
-  other normalisation; relu must be worse (a failed run, or beaten by softmax).
+- C5: per task and arch of the normalisation study, softmax must have no failed or diverged run and match or beat every
+  other normalisation; relu must be worse (a failed or diverged run, or beaten by softmax).
 - C6: in the layer throughput table, every H-LRU / BD-LRU layer with m in {MODERATE} must reach at least
   {COMPETITIVE}× the tokens/s of the diagonal (m=1) layer in the same dtype."""
 
@@ -247,7 +247,7 @@ def c5(grid, summary) -> Verdict:
     out, outcomes, complete = [], [], not rows.empty
     for (task, arch), pair in rows.groupby(["task", "arch"]):
         cells = {r.variant: Cell(r.variant, r.acc_mean, r.acc_std, int(r.seeds - r.failed)) for r in pair.itertuples()}
-        failed = dict(zip(pair["variant"], pair["failed"]))
+        failed = dict(zip(pair["variant"], pair["failed"] + pair.get("diverged", 0)))  # unstable: NaN at any epoch
         soft = cells.get("softmax")
         if soft is None or "relu" not in cells or _at_chance(grid, task, cells.values()):
             out.append([f"{task} {arch}", ", ".join(map(str, cells.values())), "softmax/relu missing or chance"])
@@ -256,12 +256,12 @@ def c5(grid, summary) -> Verdict:
         for name, cell in cells.items():
             if name == "softmax":
                 ok = failed[name] == 0
-                out.append([f"{task} {arch}: softmax", f"{cell}, {failed[name]} failed", "stable" if ok else "unstable"])
+                out.append([f"{task} {arch}: softmax", f"{cell}, {failed[name]} failed or diverged", "stable" if ok else "unstable"])
                 outcomes.append("agrees" if ok else "contradicts")
                 continue
             c = compare(soft, cell)
             worse = failed[name] > 0 or c == "beats"
-            out.append([f"{task} {arch}: {name}", f"{cell}, {failed[name]} failed vs softmax {soft}",
+            out.append([f"{task} {arch}: {name}", f"{cell}, {failed[name]} failed or diverged vs softmax {soft}",
                         "worse" if worse else ("softmax loses" if c == "loses" else c)])
             if c == "few seeds" and failed[name] == 0:
                 complete = False

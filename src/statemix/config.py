@@ -33,6 +33,8 @@ class ModelConfig:
     channel_mixer: str
     norm: str
     backend: str
+    init: str
+    positions: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class TrainConfig:
     precision: str
     device: str
     compile: bool
+    cuda_graphs: str
     checkpoint_every: int
 
 
@@ -83,11 +86,14 @@ CHOICES = {
     "model.channel_mixer": ("swiglu", "mlp"),
     "model.norm": ("softmax", "sigmoid", "relu", "tanh", "linear", "none"),
     "model.backend": ("auto", "reference", "scan", "triton"),
+    "model.init": ("fork", "mad"),
+    "model.positions": ("learned", "sincos"),
     "train.schedule": ("cosine", "constant"),
     "train.accuracy": ("macro", "micro"),
     "train.select": ("best_test_ppl", "last"),
     "train.precision": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.cuda_graphs": ("auto", "on", "off"),
 }
 POSITIVE = ("model.width", "model.d_model", "model.n_layers", "train.lr", "train.batch_size",
             "train.eval_batch_size", "train.max_epochs", "train.checkpoint_every")

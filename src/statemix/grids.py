@@ -30,7 +30,8 @@ STAGE_CODE = {
     "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
                  "src/statemix/tasks/corpus/*"],
     "train": [
-        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py",
+        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py", "src/statemix/graphs.py",
+        "src/statemix/stack.py", "src/statemix/worker.py",
         "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
         "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
         "src/statemix/ops/triton/*.py", "params/default.yaml",
@@ -55,6 +56,15 @@ class Dataset:
 
     def path(self, grid: str) -> str:
         return f"data/{grid}/{self.name}/s{self.seed}"
+
+    def train_shape(self) -> tuple[int, int]:
+        """(train examples, longest train sequence) from the generator params and the task's defaults."""
+        from statemix.tasks import TASKS, resolve_params
+
+        params = dict(self.split_params["train"])
+        n = int(params.pop("num_examples", TASKS[self.task].num_examples["train"]))
+        gen = resolve_params(self.task, **params)
+        return n, int(gen.get("seq_len", gen.get("max_len", 0)))
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class Grid:
     spec: dict
     datasets: dict
     runs: dict
+    full_runs: dict = field(default_factory=dict)
+    full_datasets: dict = field(default_factory=dict)
 
     def select(self, studies=None, tasks=None) -> list:
         """Runs belonging to any of `studies` and any of `tasks` (None = all), for chunked runs."""
@@ -194,7 +206,7 @@ def _check_widths(spec: dict, runs: dict, file: Path) -> None:
     d_model = spec.get("set", {}).get("model", {}).get("d_model", 128)
     for run in {(r.arch, r.width) for r in runs.values()}:
         try:
-            registry[run[0]].param_count(d_model=d_model, width=run[1])
+            registry[run[0]].check_size(d_model=d_model, width=run[1])
         except ValueError as err:
             raise ValueError(f"{file}: width {run[1]} is not valid for arch {run[0]!r}: {err}") from None
 
@@ -257,6 +269,29 @@ def expand(spec: dict, name: str) -> tuple[dict, dict]:
     return datasets, runs
 
 
+CUT_KEYS = {"studies": "studies", "tasks": "task", "archs": "arch", "widths": "width", "seeds": "seed",
+            "variants": "variant"}
+
+
+def cut_matches(cut: dict, run: Run) -> bool:
+    """True when `run` has every attribute the cut names (a study cut matches a run of any listed study)."""
+    for key, attr in CUT_KEYS.items():
+        if key not in cut:
+            continue
+        value = getattr(run, attr)
+        if not (set(value) & set(cut[key]) if key == "studies" else value in cut[key]):
+            return False
+    return True
+
+
+def apply_cuts(spec: dict, runs: dict) -> dict:
+    """The runs left after the grid's `budget.cuts`, applied in order."""
+    left = dict(runs)
+    for cut in spec.get("budget", {}).get("cuts", []):
+        left = {k: r for k, r in left.items() if not cut_matches(cut, r)}
+    return left
+
+
 def load(grid: str, check_names: bool = True) -> Grid:
     """Load, validate (schema, then task/arch/variant names and widths) and expand one grid."""
     file = grid_file(grid)
@@ -273,7 +308,9 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_widths(spec, runs, file)
     if spec["name"] != file.stem and file.parent == GRID_DIR:
         raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
-    return Grid(spec["name"], file, spec, datasets, runs)
+    kept = apply_cuts(spec, runs)
+    used = {f"data/{spec['name']}/{r.task}/s{r.seed}" for r in kept.values()}
+    return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs, datasets)
 
 
 def config_list(config: dict, key: str) -> list:
@@ -290,6 +327,17 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
     if str(value).lower() in ("true", "false"):
         return str(value).lower() == "true"
     raise ValueError(f"--config {key}={value!r}: expected true or false")
+
+
+def train_batches(runs) -> dict:
+    """Runs a batch worker trains together: one batch per task instance x arch x variant (all its widths and
+    seeds; seeds stack when their datasets share a shape). Keys are `task/arch/variant`; runs sorted."""
+    batches: dict = {}
+    for run in runs:
+        batches.setdefault((f"{run.task}/{run.arch}/{run.variant}", tuple(run.overrides)), []).append(run)
+    keys = [key for key, _ in batches]
+    return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.width, r.seed))
+            for i, ((key, _), members) in enumerate(sorted(batches.items(), key=lambda kv: kv[0][0]))}
 
 
 def config_choice(config: dict, key: str, allowed: tuple, default: str) -> str:
@@ -323,9 +371,36 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"statemix.grids: error: {err}", file=sys.stderr)
         return 2
+    cut = len(grid.full_runs) - len(grid.runs)
     print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
-          f"{len(grid.runs)} runs")
+          f"{len(grid.runs)} runs" + (f" ({cut} of {len(grid.full_runs)} cut by budget.cuts)" if cut else ""))
+    print(describe(grid))
     return 0
+
+
+def describe(grid: Grid) -> str:
+    """Protocol, sizes per study (runs left after the cuts) and the cuts, as text for `python -m statemix.grids`."""
+    from statemix import config
+
+    runs = list(grid.runs.values()) or list(grid.full_runs.values())
+    t = config.load(overrides=runs[0].overrides).train
+    lines = [f"protocol: AdamW lr {t.lr:g}, batch {t.batch_size}, up to {t.max_epochs} epochs, {t.schedule} over "
+             f"{t.max_epochs} epochs to {t.min_lr:g}, early stop at test {t.accuracy} accuracy {t.early_stop_acc:g}, "
+             f"reported epoch {t.select}; seeds {grid.spec['seeds']}", "sizes (width = state per layer), per study:"]
+    for name, study in grid.spec["studies"].items():
+        mine = [r for r in grid.runs.values() if name in r.studies]
+        widths = {}
+        for r in mine:
+            widths.setdefault(r.arch, set()).add(r.width)
+        sizes = ", ".join(f"{a} {sorted(w)}" for a, w in widths.items()) or "all cut"
+        lines.append(f"  {name}: {len(mine)} runs on {', '.join(study['tasks'])}: {sizes}")
+    cuts = grid.spec.get("budget", {}).get("cuts", [])
+    if cuts:
+        lines.append(f"budget: {grid.spec['budget'].get('gpu_hours')} GPU-hours at "
+                     f"{grid.spec['budget'].get('concurrency')} trainings at once; cuts in order "
+                     f"(`python -m statemix.budget {grid.name}` gives the hours after each):")
+        lines += [f"  {i}. {c['why']}" for i, c in enumerate(cuts, 1)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

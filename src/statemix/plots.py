@@ -126,6 +126,26 @@ def lines(table, x: str, y: str, series, path, title: str, ylabel: str) -> None:
     _save(fig, path)
 
 
+def learning_curves(curves, path, tasks) -> None:
+    """Test accuracy against epoch, one panel per task, one line per (arch, width) run (the pilot)."""
+    tasks = [t for t in tasks if t in set(curves["task"])]
+    styles = _styles(curves["arch"].unique())
+    fig, axes = _grid(len(tasks), width=4.2)
+    for ax, task in zip(axes, tasks):
+        panel = curves[curves["task"] == task]
+        for (arch, width, seed), rows in panel.groupby(["arch", "width", "seed"]):
+            colour, marker = styles[arch]
+            dash = ("-", "--", ":", "-.")[sorted(panel.loc[panel["arch"] == arch, "width"].unique()).index(width) % 4]
+            ax.plot(rows["epoch"], rows["test_acc"], color=colour, marker=marker, markersize=2, linewidth=1, linestyle=dash,
+                    markevery=max(len(rows) // 8, 1), label=f"{arch} w{width}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("test accuracy (macro)", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+
+
 def errorbars(table, x: str, y: str, yerr: str, series: str, path, xlabel: str, ylabel: str, title: str) -> None:
     """One line per value of `series`: `y` ± `yerr` against `x` on a log axis (e.g. perplexity vs size)."""
     styles = _styles(table[series].unique())

@@ -2,13 +2,15 @@
 --data DIR --out DIR [--params FILE ...] [--set section.key=value ...]`.
 
 Writes OUT/config.yaml (resolved config) first, OUT/checkpoint.pt and OUT/history.csv every epoch, and
-OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged).
-Re-running the same command resumes from the checkpoint; a complete folder is left as it is.
-Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed").
+OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged in
+the first epoch). A run that diverges later is "ok" with `"diverged"` set to the error: it reports its best
+epoch before the NaN, as MAD does. Re-running the same command resumes; a complete folder is left as it is.
+Exit status: 0 ok (diverged included), 2 bad input, 3 failed (metrics.json says "failed").
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -103,7 +105,7 @@ def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: 
                              f"leave it at {default!r}")
     return build_model(cfg.model.arch, cfg.model.width, vocab_size, seq_len, d_model=cfg.model.d_model,
                        n_layers=cfg.model.n_layers, backbone=backbone, channel_mixer=cfg.model.channel_mixer,
-                       **options)
+                       init=cfg.model.init, positions=cfg.model.positions, **options)
 
 
 def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, device: torch.device) -> dict:
@@ -116,8 +118,34 @@ def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, dev
             "state_size": cfg.model.width * cfg.model.n_layers}
 
 
+@dataclasses.dataclass
+class Job:
+    """One prepared training: its resolved config, folder, data provenance, model and trainer."""
+    cfg: config_mod.Config
+    out: Path
+    manifests: dict
+    device: torch.device
+    backbone: str
+    model: torch.nn.Module
+    trainer: Trainer
+    start: float
+
+
 def run(args: argparse.Namespace) -> int:
     """Check everything, train (or resume), then write history, track, and write metrics.json last."""
+    job = prepare(args)
+    if isinstance(job, int):
+        return job
+    try:
+        return finish(job, job.trainer.fit())
+    except Diverged as err:
+        return finish(job, None, err)
+
+
+def prepare(args: argparse.Namespace, loaded: dict | None = None, graphed: bool = True) -> Job | int:
+    """Everything before training: checks, config.yaml, data, model, trainer (resumed later by fit).
+    Returns the exit status instead when the folder is complete already. `loaded` caches splits by folder;
+    graphed=False keeps the trainer eager (a batch worker steps the model itself)."""
     start = time.perf_counter()
     cfg = resolve_config(args)
     out = Path(args.out)
@@ -125,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
         status = json.loads((out / "metrics.json").read_text())["status"]
         print(f"{out}: complete already (status {status}); nothing to do")
         return 0 if status == "ok" else EXIT_DIVERGED
-    loaded = {split: load_split(Path(cfg.data.dir) / split, cfg.data.task) for split in ("train", "test")}
+    cache = {} if loaded is None else loaded
+    for split in ("train", "test"):
+        folder = str(Path(cfg.data.dir) / split)
+        if (folder, cfg.data.task) not in cache:
+            cache[folder, cfg.data.task] = load_split(Path(folder), cfg.data.task)
+    loaded = {split: cache[str(Path(cfg.data.dir) / split), cfg.data.task] for split in ("train", "test")}
     manifests = {split: manifest for split, (_, _, manifest) in loaded.items()}
     if cfg.track.enabled:
         from statemix import track
@@ -142,24 +175,34 @@ def run(args: argparse.Namespace) -> int:
     fingerprint = {"config": {k: v for k, v in config_mod.flatten(cfg).items()
                               if not k.startswith("track.") and k != "data.dir"},
                    "data": {s: m["sha256"] for s, m in manifests.items()}, "device": device.type}
-    trainer = Trainer(model, *splits, vocab_size, cfg.train, out, device, fingerprint)
-    metrics, code = _describe(cfg, model, backbone, device), 0
-    try:
-        result = trainer.fit()
+    train_cfg = cfg.train if graphed else dataclasses.replace(cfg.train, cuda_graphs="off")
+    trainer = Trainer(model, *splits, vocab_size, train_cfg, out, device, fingerprint)
+    return Job(cfg, out, manifests, device, backbone, model, trainer, start)
+
+
+def finish(job: Job, result: dict | None, error: Exception | None = None) -> int:
+    """Write metrics.json (and track) for a finished run: `result` from Trainer.fit, or the divergence."""
+    cfg, out, trainer, device = job.cfg, job.out, job.trainer, job.device
+    metrics, code = _describe(cfg, job.model, job.backbone, device), 0
+    if error is None:
         selected = result.pop("selected")
         metrics.update({"selected_epoch": selected.pop("epoch"), "select": cfg.train.select, **selected,
                         "last": result.pop("last"), **result})
-    except Diverged as err:
-        print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr)
-        metrics.update({"status": "failed", "error": str(err), "epochs": trainer.epoch})
+        if result["diverged"]:
+            print(f"statemix.train: warning: {result['diverged']}; reporting epoch {metrics['selected_epoch']}, "
+                  "the best before it (flagged diverged)", file=sys.stderr)
+    else:
+        print(f"statemix.train: error: {error}; the run is marked failed", file=sys.stderr)
+        metrics.update({"status": "failed", "error": str(error), "epochs": trainer.epoch})
         code = EXIT_DIVERGED
         if trainer.history:
             atomic_write_text(out / "history.csv", pd.DataFrame(trainer.history).to_csv(index=False))
     memory, kind = peak_memory(device)
-    metrics.update({"wall_time_s": time.perf_counter() - start, "peak_memory_bytes": memory,
-                    "peak_memory_kind": kind, "provenance": provenance(device, manifests, out)})
+    metrics.update({"wall_time_s": time.perf_counter() - job.start, "peak_memory_bytes": memory,
+                    "peak_memory_kind": kind, "provenance": provenance(device, job.manifests, out)})
     metrics_text = json.dumps(metrics, indent=2, allow_nan=True) + "\n"
     if cfg.track.enabled:
+        from statemix import track
         history = out / "history.csv"
         track.log_run(out, cfg, metrics_text, history.read_text() if history.exists() else "")
     atomic_write_text(out / "metrics.json", metrics_text)

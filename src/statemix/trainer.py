@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from statemix import graphs
 from statemix.config import TrainConfig
 from statemix.io import atomic_write_bytes, atomic_write_text
 from statemix.metrics import macro_accuracy, micro_accuracy
@@ -33,7 +34,10 @@ HISTORY = "history.csv"
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite; the run is failed and never reported as a result."""
+    """The loss became NaN or infinite before any epoch completed: there is no epoch to report, the run fails.
+
+    A run that diverges later stops with `stopped == "diverged"` and reports its best epoch before the NaN, as
+    MAD's checkpointing does."""
 
 
 @dataclass
@@ -110,17 +114,23 @@ class Trainer:
         self.out = Path(out_dir)
         self.precision = resolve_precision(cfg.precision, device)
         self.forward = torch.compile(model) if cfg.compile else model
-        fused = {"fused": True} if device.type == "cuda" else {}
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                           weight_decay=cfg.weight_decay, **fused)
+        graphed = graphs.use_graphs(cfg.cuda_graphs, device)
+        self.optimizer = graphs.make_optimizer(model.parameters(), cfg, device, graphed)
         if cfg.schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizer, T_max=cfg.max_epochs, eta_min=cfg.min_lr)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-        self.epoch, self.history, self.stopped = 0, [], None
+        self.epoch, self.history, self.stopped, self.divergence = 0, [], None, None
         self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
         self.train_preds = torch.empty_like(train.targets)
+        self.steps = graphs.Steps(self.forward, model.parameters(), self.optimizer, 1, [train], cfg, device,
+                                  self.precision, True) if graphed else None
+
+    def shuffle_order(self) -> torch.Tensor:
+        """This epoch's permutation of the train rows, drawn from a generator seeded by (seed, epoch)."""
+        gen = torch.Generator(self.device).manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+        return torch.randperm(len(self.train), generator=gen, device=self.device)
 
     def _batches(self, size: int, order: torch.Tensor, drop_last: bool) -> list:
         n = len(order)
@@ -134,10 +144,13 @@ class Trainer:
     def train_epoch(self) -> dict:
         """One pass over shuffled train batches; returns device tensors (no host sync)."""
         cfg, data = self.cfg, self.train
-        gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(len(data), generator=gen, device=self.device)
+        order = self.shuffle_order()
+        lr = graphs.current_lr(self.optimizer)
+        if self.steps is not None:
+            run = self.steps.train_epoch(order[None], lr)[0]
+            self.scheduler.step()
+            return run
         self.model.train()
-        lr = self.optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.int64)
         finite = torch.ones((), device=self.device, dtype=torch.bool)
@@ -165,6 +178,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Split) -> dict:
         """Loss, perplexity and macro/micro accuracy over the scored positions of `data` (one host sync)."""
+        if self.steps is not None:
+            return self._summarise(self.steps.evaluate([data])[0])
         self.model.eval()
         preds = torch.empty_like(data.targets)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -197,25 +212,35 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
-            if not bool(run["finite"]):
-                raise Diverged(f"train loss became NaN/inf in epoch {self.epoch + 1}")
-            train = self._summarise(run)
-            test = self.evaluate(self.test)
-            t2 = time.perf_counter()
-            if not math.isfinite(test["loss"]):
-                raise Diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
-            self.epoch += 1
-            row = {"epoch": self.epoch, "lr": run["lr"],
-                   **{f"train_{k}": v for k, v in train.items()}, **{f"test_{k}": v for k, v in test.items()},
-                   "steps": run["steps"], "train_s": t1 - t0, "eval_s": t2 - t1}
-            self.history.append(row)
-            if test["loss"] < self.best["test_loss"]:
-                self.best = {"epoch": self.epoch, "test_loss": test["loss"],
-                             "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
-            self.stopped = self._stop_reason()
-            if self.stopped or self.epoch % cfg.checkpoint_every == 0:
-                self._save()
+            self.end_epoch(run, self.evaluate(self.test), t1 - t0, time.perf_counter() - t1)
         return self._final()
+
+    def end_epoch(self, run: dict, test: dict, train_s: float, eval_s: float) -> None:
+        """Book one finished epoch: divergence check, history row, best weights, stop rule, checkpoint."""
+        cfg = self.cfg
+        if not bool(run["finite"]):
+            return self._diverged(f"train loss became NaN/inf in epoch {self.epoch + 1}")
+        train = self._summarise(run)
+        if not math.isfinite(test["loss"]):
+            return self._diverged(f"test loss became NaN/inf in epoch {self.epoch + 1}")
+        self.epoch += 1
+        row = {"epoch": self.epoch, "lr": float(run["lr"]),
+               **{f"train_{k}": v for k, v in train.items()}, **{f"test_{k}": v for k, v in test.items()},
+               "steps": run["steps"], "train_s": train_s, "eval_s": eval_s}
+        self.history.append(row)
+        if test["loss"] < self.best["test_loss"]:
+            self.best = {"epoch": self.epoch, "test_loss": test["loss"],
+                         "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        self.stopped = self._stop_reason()
+        if self.stopped or self.epoch % cfg.checkpoint_every == 0:
+            self._save()
+
+    def _diverged(self, message: str) -> None:
+        """Stop at a NaN: with an earlier finite epoch, mark the run diverged and save; else raise Diverged."""
+        if self.best["state"] is None:
+            raise Diverged(message)
+        self.stopped, self.divergence = "diverged", message
+        self._save()
 
     def _stop_reason(self) -> str | None:
         cfg = self.cfg
@@ -230,7 +255,10 @@ class Trainer:
         return None
 
     def _final(self) -> dict:
-        last = {"epoch": self.epoch, **self._both_splits()}
+        if self.stopped == "diverged":
+            last = {"epoch": self.epoch, **{k: v for k, v in self.history[-1].items() if k.startswith("test_")}}
+        else:
+            last = {"epoch": self.epoch, **self._both_splits()}
         if self.cfg.select == "best_test_ppl" and self.best["state"] is not None:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(self.best["state"])
@@ -241,8 +269,10 @@ class Trainer:
         steps = sum(row["steps"] for row in self.history)
         train_s = sum(row["train_s"] for row in self.history)
         return {"last": last, "selected": selected, "epochs": self.epoch, "stopped": self.stopped,
+                "diverged": self.divergence,
                 "steps": steps, "train_s": train_s, "eval_s": sum(row["eval_s"] for row in self.history),
-                "steps_per_s": steps / train_s if train_s > 0 else None}
+                "steps_per_s": steps / train_s if train_s > 0 else None,
+                "step_path": self.steps.path if self.steps is not None else graphs.PATH_EAGER}
 
     def _both_splits(self) -> dict:
         out = {}
@@ -254,6 +284,7 @@ class Trainer:
         state = {"fingerprint": self.fingerprint, "epoch": self.epoch, "stopped": self.stopped,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
+                 "divergence": self.divergence,
                  "rng": _rng_state()}
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -273,4 +304,5 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.stopped, self.best, self.history = (state["epoch"], state["stopped"], state["best"],
                                                              state["history"])
+        self.divergence = state.get("divergence")
         _set_rng_state(state["rng"])

@@ -88,9 +88,50 @@ def test_autoencoder_learned_positions():
     assert model.pos_embeds.weight.grad.abs().sum() > 0
 
 
+def test_learned_positions_are_the_default_and_reach_encoder_and_decoder():
+    """The fork's AutoEncoder adds one learned table to the encoder input and to the decoder input."""
+    torch.manual_seed(0)
+    model = build_model("lru", 32, vocab_size=8, seq_len=6, d_model=16, backbone="autoencoder")
+    assert model.positions == "learned" and not hasattr(model, "dec_positions")
+    tokens = torch.randint(0, 8, (2, 6))
+    code, logits = model.encode(tokens), model(tokens)
+    with torch.no_grad():
+        model.pos_embeds.weight[5] += torch.linspace(-1, 1, 16)  # the last position: the pooled encoder input and a decoder query
+    assert not torch.allclose(model.encode(tokens), code), "the encoder input carries the positions"
+    torch.testing.assert_close(model.decode(code, 6)[:, :5], logits[:, :5])
+    assert not torch.allclose(model.decode(code, 6)[:, 5], logits[:, 5]), "the decoder reads the same table"
+    sincos = build_model("lru", 32, vocab_size=8, seq_len=6, d_model=16, backbone="autoencoder", positions="sincos")
+    assert not hasattr(sincos, "pos_embeds") and sincos.dec_positions.shape == (6, 16)
+
+
+@pytest.mark.parametrize("arch,width", [("mamba2", 512), ("lstm", 64), ("bdlru-m4", 64), ("gdn", 128)])
+def test_fork_init_redraws_every_linear_weight(arch, width):
+    """init='fork' (default): every Linear weight of the language model, mixers included, has std 0.02."""
+    torch.manual_seed(0)
+    model = build_model(arch, width, vocab_size=16, seq_len=8, d_model=128)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) > 5
+    for m in linears:
+        if m.weight.numel() >= 2000:
+            assert m.weight.std().item() == pytest.approx(0.02, rel=0.1), m
+            assert abs(m.weight.mean().item()) < 0.002
+        assert m.bias is None or (m.bias == 0).all()
+
+
+def test_mad_init_keeps_the_mixers_own_linear_init():
+    """init='mad' (upstream MAD's LanguageModel): Linear weights keep their own init; biases are zeroed."""
+    torch.manual_seed(0)
+    mad = build_model("mamba2", 512, vocab_size=16, seq_len=8, d_model=128, n_layers=1, init="mad")
+    torch.manual_seed(0)
+    fresh = registry["mamba2"].build(128, 512)
+    torch.testing.assert_close(mad.layers[0].layer.in_proj.weight, fresh.in_proj.weight)
+    assert mad.layers[0].layer.in_proj.weight.std().item() != pytest.approx(0.02, rel=0.1)
+
+
 @pytest.mark.parametrize("key,value,allowed", [
     ("backbone", "seq2seq", "lm, autoencoder"), ("backbone_norm", "batchnorm", "layernorm, rmsnorm"),
     ("channel_mixer", "moe", "swiglu, mlp"), ("n_layers", 0, "positive int"), ("positions", "rope", "sincos"),
+    ("init", "xavier", "fork, mad"),
 ])
 def test_bad_arguments_named(key, value, allowed):
     kwargs = dict(vocab_size=8, seq_len=6, d_model=16, backbone="autoencoder")

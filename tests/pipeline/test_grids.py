@@ -3,6 +3,7 @@
 import copy
 import itertools
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -38,8 +39,45 @@ def test_expansion_matches_a_plain_product(name):
             datasets.add((task, seed))
             runs |= {(task, arch, variant, w, seed) for w in study.get("widths_by_arch", {}).get(arch, study["widths"])}
     grid = grids.load(name, check_names=False)
-    assert {(r.task, r.arch, r.variant, r.width, r.seed) for r in grid.runs.values()} == runs
-    assert {(d.name, d.seed) for d in grid.datasets.values()} == datasets
+    assert {(r.task, r.arch, r.variant, r.width, r.seed) for r in grid.full_runs.values()} == runs
+    assert set(grid.runs) <= set(grid.full_runs)
+    assert {(d.name, d.seed) for d in grid.datasets.values()} == {(r.task, r.seed) for r in grid.runs.values()}
+    assert {(d.name, d.seed) for d in grid.datasets.values()} <= datasets
+
+
+def test_cuts_apply_in_order_and_drop_unused_datasets(tmp_path):
+    spec = copy.deepcopy(_spec())
+    spec["budget"] = {"gpu_hours": 1, "concurrency": 2, "cuts": [
+        {"why": "S4 everywhere", "tasks": ["S4"]},
+        {"why": "lru in main", "studies": ["main"], "archs": ["lru"]}]}
+    grid = grids.load(_write(tmp_path, spec))
+    left = {(r.task, r.arch, r.studies) for r in grid.runs.values()}
+    assert not any(t == "S4" for t, _, _ in left)
+    assert not any(a == "lru" and "main" in st for _, a, st in left)
+    assert ("parity", "lru", ("extra",)) in left, "a cut names its study; lru elsewhere stays"
+    assert len(grid.full_runs) - len(grid.runs) == sum(
+        1 for r in grid.full_runs.values() if r.task == "S4" or (r.arch == "lru" and "main" in r.studies))
+    assert not any(d.name == "S4" for d in grid.datasets.values())
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_grid_sizes_are_valid_for_every_architecture(name):
+    """Every run's width is a valid native size at or above the paper's smallest config (registry floors)."""
+    from statemix.models import registry
+
+    grid = grids.load(name)
+    d_model = grid.spec["set"]["model"]["d_model"]
+    floors = {"mamba2": 4 * d_model, "gdn": 128, "dproduct": 128, "dproduct-h4": 128, "lstm": 16}
+    for run in grid.runs.values():
+        assert run.width >= floors.get(run.arch, 2), (run.arch, run.width)
+        registry[run.arch].build(d_model, run.width)  # constructs without error
+
+
+def test_width_below_the_paper_floor_is_refused(tmp_path):
+    spec = copy.deepcopy(_spec())
+    spec["studies"]["extra"]["widths_by_arch"]["gdn"] = [32]
+    with pytest.raises(ValueError, match="gdn.*smallest config has width 128"):
+        grids.load(_write(tmp_path, spec))
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -80,13 +118,29 @@ def test_select_filters_and_rejects_unknown_chunks():
         grid.select(studies=["nope"])
 
 
-def test_budget_counts_steps_by_hand():
+def test_budget_costs_a_run_by_hand(tmp_path):
+    """epochs x batches x seconds per step, with the pilot's early stop and rates, over the concurrency."""
     from statemix import budget
 
-    grid = grids.load("paper", check_names=False)
-    by_task = {r.task: budget.run_steps(grid, r) for r in grid.runs.values()}
-    assert by_task["in-context-recall"] == 20 * 12_800 // 128
-    assert by_task["memorization"] == 200 * 2
-    table = budget.estimate(grid, steps_per_s=10.0, concurrency=2)
-    total = sum(budget.run_steps(grid, r) for r in grid.runs.values())
-    assert f"| total | {len(grid.runs)} | {total:,} | {total / 20 / 3600:.2f} |" in table
+    pilot = tmp_path / "pilot.csv"
+    pd.DataFrame([
+        {"task": "S3", "task_name": "permutation", "arch": "lru", "width": 8, "seq_len": 8, "epochs": 5,
+         "first_epoch_at_stop_acc": 4, "steps_per_epoch": 2, "steps_per_s": 10.0, "s_per_epoch": 0.5},
+        {"task": "parity", "task_name": "parity", "arch": "lru", "width": 32, "seq_len": 8, "epochs": 5,
+         "first_epoch_at_stop_acc": None, "steps_per_epoch": 2, "steps_per_s": 10.0, "s_per_epoch": 0.25},
+    ]).to_csv(pilot, index=False)
+    grid = grids.load("smoke", check_names=False)
+    chunk = tmp_path / "chunk.csv"
+    pd.DataFrame({"arch": sorted({r.arch for r in grid.full_runs.values()}), "steps_per_s": 100.0}).to_csv(chunk)
+    rates = budget.Rates(pilot, tmp_path / "absent.csv", chunk)
+    s3 = next(r for r in grid.runs.values() if r.task == "S3" and r.arch == "lru")
+    cost = budget.run_cost(grid, s3, rates)
+    # smoke: 32 examples, batch 16 -> 2 batches; max_epochs 1 caps the pilot's early stop at 4
+    assert (cost["epochs"], cost["batches"], cost["s_per_step"]) == (1, 2, 0.25)
+    par = next(r for r in grid.runs.values() if r.task == "parity" and r.arch == "lru")
+    assert budget.run_cost(grid, par, rates)["s_per_step"] == 0.125
+    other = next(r for r in grid.runs.values() if r.task == "S3" and r.arch == "bdlru-m2")
+    # not in the pilot: the chunk's 100 steps/s times the pilot's median eval share, (2.5 + 1.25) / 2
+    assert budget.run_cost(grid, other, rates)["s_per_step"] == pytest.approx(1.875 / 100)
+    text, fits = budget.estimate(grid, rates)
+    assert "| 0 | none |" in text and "fits" in text

@@ -2,36 +2,24 @@
 import math
 
 import pandas as pd
-import pytest
 
-from statemix import budget, config, grids, report_lm
+from statemix import config, grids, report_lm
 
 MAIN_ARCHS = {"lru", "hlru-m2", "bdlru-m2", "bdlru-m4", "lstm", "mamba2", "gdn"}
 
 
-def test_paper_lm_study_runs_the_main_archs_on_one_backbone_and_budget():
+def test_paper_lm_study_runs_the_main_archs_on_one_backbone_and_token_budget():
     grid = grids.load("paper")
     runs = grid.select(studies=["lm"])
     assert {r.arch for r in runs} == MAIN_ARCHS
-    assert len({r.width for r in runs}) >= 2 and len({r.seed for r in runs}) == 3
-    assert len(runs) == len(MAIN_ARCHS) * len({r.width for r in runs}) * 3
+    assert len({r.width for r in runs if r.arch == "bdlru-m2"}) >= 2
     assert len({r.overrides for r in runs}) == 1
     cfg = config.load(overrides=runs[0].overrides)
     assert cfg.model.d_model >= 256 and cfg.model.channel_mixer == "swiglu" and cfg.train.early_stop_acc == 0
-    steps = {budget.run_steps(grid, r) for r in runs}
-    n = grid.datasets[f"data/paper/lm/s{runs[0].seed}"].split_params["train"]["num_examples"]
-    assert steps == {cfg.train.max_epochs * math.ceil(n / cfg.train.batch_size)}
-
-
-def test_study_tokens_arithmetic():
-    grid = grids.load("paper")
-    runs = grid.select(studies=["lm"])
-    steps = budget.run_steps(grid, runs[0])
-    text = budget.study_tokens(grid, "lm", steps_per_s=20, concurrency=16)
-    assert f"{len(runs)} runs" in text and f"{steps:,} x 32 x 256" in text
-    assert f"{steps * len(runs) / 20 / 16 / 60:.1f} min" in text
-    with pytest.raises(ValueError, match="'nope'.*allowed"):
-        budget.study_tokens(grid, "nope", 20, 16)
+    ds = grid.datasets[f"data/paper/lm/s{runs[0].seed}"]
+    n, t = ds.split_params["train"]["num_examples"], ds.params["seq_len"]
+    assert cfg.train.max_epochs * math.ceil(n / cfg.train.batch_size) == 1_136  # 4 x 284 steps
+    assert 1_136 * cfg.train.batch_size * t == 9_306_112  # tokens per run, the same for every arch
 
 
 def _table(grid, ppl):

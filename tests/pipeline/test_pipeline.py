@@ -39,15 +39,24 @@ def job_counts(text: str) -> dict:
 
 
 def expected_counts(spec: dict) -> dict:
-    """Job counts worked out from the grid file alone: 2 splits per (task, seed), one train per run."""
-    datasets, runs = set(), set()
-    for study in spec["studies"].values():
+    """Job counts worked out from the grid file alone: one train per run left after the budget cuts, 2 splits
+    per (task, seed) that a run uses."""
+    runs = {}
+    for name, study in spec["studies"].items():
         for task in study["tasks"]:
             for seed in spec["seeds"]:
-                datasets.add((task, seed))
                 for arch in study["archs"]:
                     widths = study.get("widths_by_arch", {}).get(arch, study["widths"])
-                    runs |= {(task, arch, v, w, seed) for v in study.get("variants", ["base"]) for w in widths}
+                    for v in study.get("variants", ["base"]):
+                        for w in widths:
+                            runs.setdefault((task, arch, v, w, seed), set()).add(name)
+    for cut in spec.get("budget", {}).get("cuts", []):
+        def hit(key, studies):
+            named = dict(zip(("tasks", "archs", "variants", "widths", "seeds"), key))
+            return all((studies & set(cut[k])) if k == "studies" else named[k] in cut[k]
+                       for k in cut if k != "why")
+        runs = {k: st for k, st in runs.items() if not hit(k, st)}
+    datasets = {(k[0], k[4]) for k in runs}
     committed = {"mlflow_import": 1} if spec.get("results") == "committed" else {}
     return {"generate": 2 * len(datasets), "train": len(runs), "aggregate": 1, "report": 1, "all": 1, **committed}
 

@@ -39,8 +39,11 @@ def toy(tmp_path, monkeypatch):
     grid = grids.load(str(path), check_names=False)
     for key, run in grid.runs.items():
         failed = run.task == "S3" and run.arch == "lru" and run.width == 16 and run.seed == 1
+        diverged = run.variant == "relu" and run.seed == 1
         acc = accuracy(run)
-        metrics = {"status": "failed" if failed else "ok", "error": "loss became NaN" if failed else None,
+        error = "loss became NaN" if failed else "train loss became NaN/inf in epoch 4" if diverged else None
+        metrics = {"status": "failed" if failed else "ok", "error": error,
+                   "diverged": error if diverged else None,
                    "params_total": 1000 * run.width + (7 if run.arch == "bdlru-m2" else 0),
                    "params_mixer_layer": 10 * run.width, "state_size": 2 * run.width, "selected_epoch": 3,
                    "epochs": 5, "test_acc": acc, "test_acc_micro": acc, "test_loss": 1.0, "test_ppl": 2.7,
@@ -61,11 +64,21 @@ def test_table_summary_and_scores(toy):
     assert row["acc_std"] == pytest.approx(pd.Series([0.6, 0.7]).std())
     failed = summary.loc[("S3", "lru", "base", 16)]
     assert failed["failed"] == 1 and failed["acc_mean"] == pytest.approx(0.6) and pd.isna(failed["acc_std"])
-    scores = aggregate.mad_scores(aggregate.summarise(table)).set_index("arch")
+    scores = aggregate.best_width_scores(aggregate.summarise(table)).set_index("arch")
     expected = sum(0.6 + 0.2 + 0.05 + 0.01 * i for i in range(6)) / 6
-    assert scores.loc["bdlru-m2", "mad_score"] == pytest.approx(expected)
-    assert pd.isna(scores.loc["hlru-m1", "mad_score"])
-    assert aggregate.headline(table, aggregate.summarise(table))["failed"] == 1
+    assert scores.loc["bdlru-m2", "best_width_acc"] == pytest.approx(expected)
+    assert pd.isna(scores.loc["hlru-m1", "best_width_acc"])
+    head = aggregate.headline(table, aggregate.summarise(table))
+    assert head["failed"] == 1 and head["diverged"] == 1
+
+
+def test_diverged_run_counts_in_the_mean(toy):
+    """A diverged run is reported at its best epoch and averaged in (MAD's way), unlike a failed one."""
+    table = aggregate.collect(toy, track_runs=False)
+    row = aggregate.summarise(table).set_index(["task", "arch", "variant", "width"]).loc[
+        ("in-context-recall", "hlru-m2", "relu", 8)]
+    assert row["diverged"] == 1 and row["failed"] == 0
+    assert row["acc_mean"] == pytest.approx((0.1 + 0.2) / 2) and row["acc_std"] == pytest.approx(0.0707, abs=1e-4)
 
 
 def test_report_numbers(toy, tmp_path):
@@ -74,7 +87,10 @@ def test_report_numbers(toy, tmp_path):
     assert "| lru | base | 16 | 32 | 16,000 | 0.650 ± 0.071 |" in text
     assert "| bdlru-m2 | 8,007 | 16,007 | not reached | 0.890 |" in text
     assert "| bdlru-m2 | 0.850 ± 0.071 |" in text
-    assert "| in-context-recall | hlru-m2 | relu | 0.150 ± 0.071 | 0/2 |" in text
+    assert "| in-context-recall | hlru-m2 | relu | 0.150 ± 0.071 | 1/2 | 0/2 |" in text
+    assert "(1 diverged, 1 failed)" in text and "## Diverged runs" in text
+    assert "hlru-m2/relu/w8/s1 | 3 | 0.200 | train loss became NaN/inf in epoch 4 |" in text
+    assert "up to 200 epochs, cosine schedule to 1e-06 over 200 epochs" in text and "init `fork`" in text
     assert "S3/lru/base/w16/s1 | loss became NaN |" in text
     assert "`sha-S3-0`" not in text and "sha-S3-0" in text
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {

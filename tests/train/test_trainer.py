@@ -10,7 +10,8 @@ from statemix.trainer import CHECKPOINT, HISTORY, Diverged, Split, Trainer
 
 
 class TinyLM(torch.nn.Module):
-    """Embedding -> GRU -> Linear: tokens [B, T] -> logits [B, T, V]; optionally NaN after `nan_after` calls."""
+    """Embedding -> GRU -> Linear: tokens [B, T] -> logits [B, T, V]; optionally NaN in training mode after
+    `nan_after` training calls (its weights stay finite, so evaluating an earlier state stays finite)."""
 
     def __init__(self, vocab: int, d: int = 32, nan_after: int | None = None):
         super().__init__()
@@ -22,7 +23,7 @@ class TinyLM(torch.nn.Module):
     def forward(self, x):
         self.calls += self.training
         y = self.head(self.rnn(self.embed(x))[0])
-        if self.nan_after is not None and self.calls > self.nan_after:
+        if self.nan_after is not None and self.training and self.calls > self.nan_after:
             y = y * float("nan")
         return y
 
@@ -90,14 +91,48 @@ def test_patience_stops_when_accuracy_stalls(tmp_path):
     assert result["stopped"] == "patience" and result["epochs"] == 4
 
 
-def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
-    vocab, data = 6, _split(16, 6, 6, seed=7)
+def test_nan_after_good_epochs_reports_the_best_epoch_before_it(tmp_path):
+    """MAD keeps its best-perplexity checkpoint when a run later diverges: stopped 'diverged', best epoch reported."""
+    vocab, data = 6, _split(16, 6, 6, seed=7)  # batch 8: 2 steps per epoch, so the NaN comes in epoch 3
     trainer = _trainer(tmp_path, TinyLM(vocab, nan_after=5), data, data, vocab, "train.max_epochs=10",
                        "train.early_stop_acc=0")
-    with pytest.raises(Diverged, match="epoch 3"):
+    result = trainer.fit()
+    assert result["stopped"] == "diverged" and "epoch 3" in result["diverged"]
+    assert trainer.epoch == result["epochs"] == 2 and len(trainer.history) == 2
+    best = min((row["test_loss"], row["epoch"]) for row in trainer.history)
+    assert result["selected"]["epoch"] == best[1] and math.isfinite(result["selected"]["test_loss"])
+    assert result["last"]["epoch"] == 2 and result["last"]["test_acc"] == trainer.history[-1]["test_acc"]
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert saved["epoch"] == 2 and saved["stopped"] == "diverged"
+    again = _trainer(tmp_path, TinyLM(vocab, nan_after=0), data, data, vocab, "train.max_epochs=10",
+                     "train.early_stop_acc=0")
+    resumed = again.fit()
+    assert resumed["stopped"] == "diverged" and resumed["selected"]["epoch"] == result["selected"]["epoch"]
+
+
+def test_nan_in_the_first_epoch_raises(tmp_path):
+    vocab, data = 6, _split(16, 6, 6, seed=7)
+    trainer = _trainer(tmp_path, TinyLM(vocab, nan_after=0), data, data, vocab, "train.max_epochs=10")
+    with pytest.raises(Diverged, match="epoch 1"):
         trainer.fit()
-    assert trainer.epoch == 2 and len(trainer.history) == 2
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 2
+
+
+def test_default_schedule_is_cosine_over_200_epochs(tmp_path):
+    """MAD's protocol by default: cosine from lr to min_lr with T_max = max_epochs = 200, stepped per epoch."""
+    cfg = config.load()
+    assert (cfg.train.schedule, cfg.train.max_epochs, cfg.train.early_stop_acc) == ("cosine", 200, 0.999)
+    vocab, data = 5, _split(8, 4, 5, seed=4)
+    trainer = Trainer(TinyLM(vocab, d=8), data, data, vocab, cfg.train, tmp_path, torch.device("cpu"), {})
+    lrs = []
+    for _ in range(200):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    lr, low = cfg.train.lr, cfg.train.min_lr
+    expected = [low + 0.5 * (lr - low) * (1 + math.cos(math.pi * e / 200)) for e in range(200)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert lrs[100] == pytest.approx((lr + low) / 2)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(low)
 
 
 def test_checkpoint_from_another_run_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-BENCH = [f"{REPORT}/benchmark/scan_h200.csv", f"{REPORT}/benchmark/layer_h200.csv"]
+BENCH = [f"{REPORT}/benchmark/bench_scan.csv", f"{REPORT}/benchmark/layer_h200.csv"]
 
 
 def benchmark_targets():
@@ -15,8 +15,9 @@ def benchmark_inputs():
     if GRID.spec.get("benchmark") and USE_GPU:
         return BENCH
     base = Path(workflow.basedir)
-    return [str(p.relative_to(base)) for p in sorted((base / "reports/benchmarks").glob("*_h200*.csv"))
-            if p.name.startswith(("scan", "layer", "train")) and "history" not in p.name]
+    return [str(p.relative_to(base)) for p in sorted((base / "reports/benchmarks").glob("*.csv"))
+            if (p.name == "bench_scan.csv" or ("_h200" in p.name and p.name.startswith(("layer", "train"))))
+            and "history" not in p.name]
 
 
 rule benchmark:

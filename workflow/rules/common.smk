@@ -1,7 +1,7 @@
 """Grid choice and validation, path patterns and input functions; everything else is in statemix.grids."""
 
 PY = sys.executable
-CONFIG_KEYS = {"grid", "study", "task", "track", "gpus", "runs"}
+CONFIG_KEYS = {"grid", "study", "task", "track", "gpus", "runs", "batch"}
 _unknown = sorted(set(config) - CONFIG_KEYS)
 if _unknown:
     raise ValueError(f"--config {_unknown[0]}: unknown key; allowed: {sorted(CONFIG_KEYS)}")
@@ -12,6 +12,7 @@ STUDIES = grids.config_list(config, "study")
 TASKS = grids.config_list(config, "task")
 SELECTED = GRID.select(STUDIES, TASKS)
 TRACK = grids.config_flag(config, "track", default=True)
+BATCH = grids.config_flag(config, "batch", default=False)
 # Tracking is switched outside the rules' shell text and params, so toggling it reruns nothing.
 TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
 TRACK_AGGREGATE = "" if TRACK else "--no-track"

@@ -1,19 +1,46 @@
-rule train:
-    """One training: task instance x arch x variant x width x seed (python -m statemix.train)."""
-    input:
-        unpack(train_inputs),
-    output:
-        f"{RUN}/metrics.json",
-    params:
-        task=lambda wc: run_of(wc).task_name,
-        sets=lambda wc: grids.cli_sets(run_of(wc).overrides),
-        experiment=f"track.experiment=statemix-{G}",
-    threads: GRID.spec.get("threads", 1)
-    resources:
-        **GPUS.resources(GPU_OF, lambda wc: RUN.format(**wc), GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
-    log:
-        f"logs/{G}/train/{{task}}/{{arch}}/{{variant}}/w{{width}}_s{{seed}}.log",
-    shell:
-        "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
-        " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
-        " --out $(dirname {output}) --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
+if not BATCH:
+  rule train:
+      """One training: task instance x arch x variant x width x seed (python -m statemix.train)."""
+      input:
+          unpack(train_inputs),
+      output:
+          f"{RUN}/metrics.json",
+      params:
+          task=lambda wc: run_of(wc).task_name,
+          sets=lambda wc: grids.cli_sets(run_of(wc).overrides),
+          experiment=f"track.experiment=statemix-{G}",
+      threads: GRID.spec.get("threads", 1)
+      resources:
+          **GPUS.resources(GPU_OF, lambda wc: RUN.format(**wc), GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
+      log:
+          f"logs/{G}/train/{{task}}/{{arch}}/{{variant}}/w{{width}}_s{{seed}}.log",
+      shell:
+          "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
+          " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
+          " --out $(dirname {output}) --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
+
+
+# --config batch=true: one job per task x arch x variant (statemix.grids.train_batches), trained by one
+# `python -m statemix.worker` process; each run keeps its own folder and metrics.json.
+for _i, (_key, _runs) in enumerate(grids.train_batches(SELECTED).items() if BATCH else ()):
+    rule:
+        name: f"train_batch_{_i}"
+        input:
+            data=[f"data/{G}/{r.task}/s{r.seed}/{split}/manifest.json" for r in _runs for split in ("train", "test")],
+            code=grids.code_files("train"),
+        output:
+            run_metrics(_runs),
+        params:
+            task=_runs[0].task_name,
+            arch=_runs[0].arch,
+            sets=grids.cli_sets(_runs[0].overrides),
+            runs=" ".join(f"--run {r.width},{r.seed},{r.path(G)},data/{G}/{r.task}/s{r.seed}" for r in _runs),
+            experiment=f"track.experiment=statemix-{G}",
+        threads: GRID.spec.get("threads", 1)
+        resources:
+            gpu_mem_mb=GRID.spec.get("gpu_mem_mb", 0) if USE_GPU else 0,
+        log:
+            f"logs/{G}/train_batch/{_key}.log",
+        shell:
+            "OMP_NUM_THREADS={threads} {PY} -m statemix.worker --task {params.task} --arch {params.arch}"
+            " {params.runs} --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"

@@ -2,7 +2,10 @@
 
 Glossary: B batch, T time, D model width, V vocabulary.
 Both build a stack of pre-norm residual sub-layers `x <- x + layer(norm(x))` alternating a sequence mixer
-(from `registry`) and a channel mixer (SwiGLU by default), and keep MAD's initialisation.
+(from `registry`) and a channel mixer (SwiGLU by default). The defaults follow the paper's fork (IgorDn8/mad-lab):
+its LanguageModel redraws every Linear weight ~ N(0, 0.02²), and its AutoEncoder adds one learned positional
+table to the encoder and the decoder inputs. Upstream MAD's choices stay available (`init="mad"`,
+`positions="sincos"`).
 """
 import math
 
@@ -43,6 +46,8 @@ class MLP(nn.Module):
 
 
 CHANNEL_MIXERS = {"swiglu": SwiGLU, "mlp": MLP}
+INITS = ("fork", "mad")
+POSITIONS = ("learned", "sincos")
 
 
 class Residual(nn.Module):
@@ -68,22 +73,28 @@ def sincos_positions(length, dim):
 class LanguageModel(nn.Module):
     """Embedding -> [pre-norm residual sub-layers] -> norm -> unembedding. tokens `[B, T]` -> logits `[B, T, V]`.
 
-    MAD init: embedding ~ N(0, 0.02²); every Linear bias in the model (mixers too) zeroed unless it carries
-    `_no_reinit`; Linear weights keep their own init.
+    init "fork" (the paper's fork, default): embedding and every Linear weight in the model, mixers included,
+    ~ N(0, 0.02²). init "mad" (upstream MAD): embedding ~ N(0, 0.02²), Linear weights keep their own init.
+    Both zero every Linear bias unless it carries `_no_reinit`.
     """
 
-    def __init__(self, layers, vocab_size, d_model, norm="layernorm"):
+    def __init__(self, layers, vocab_size, d_model, norm="layernorm", init="fork"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init: got {init!r}; allowed: {', '.join(INITS)}")
+        self.redraw_linear = init == "fork"
         self.token_embeds = nn.Embedding(vocab_size, d_model)
         self.layers = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
         self.norm = NORMS[norm](d_model)
         self.unembed = nn.Linear(d_model, vocab_size)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear) and m.bias is not None and not getattr(m.bias, "_no_reinit", False):
-            nn.init.zeros_(m.bias)
+    def _init_weights(self, m):
+        if isinstance(m, nn.Linear):
+            if self.redraw_linear:
+                nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None and not getattr(m.bias, "_no_reinit", False):
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
@@ -98,17 +109,17 @@ class AutoEncoder(nn.Module):
     """MAD's compression model: encoder stack, pool the last position, then decode every position p from
     `code + pos(p)` with a fixed MLP (norm, Linear, GELU, norm, Linear, GELU) and a norm + unembedding.
 
-    positions: "sincos" (MAD: none in the encoder, fixed sinusoids in the decoder) or "learned" (the paper's
-    fork: one learned table added to the encoder input and to the decoder input).
+    positions: "learned" (the paper's fork, default: one learned table added to the encoder input and to the
+    decoder input) or "sincos" (upstream MAD: none in the encoder, fixed sinusoids in the decoder).
     reinit_mixers: MAD's init hook redraws every Linear weight ~ N(0, 0.02²) and zeroes every bias, the
     mixers' included (True, MAD's behaviour); False restores each sequence mixer's own init afterwards.
     """
 
-    def __init__(self, layers, vocab_size, d_model, seq_len, norm="layernorm", positions="sincos",
+    def __init__(self, layers, vocab_size, d_model, seq_len, norm="layernorm", positions="learned",
                  reinit_mixers=True):
         super().__init__()
-        if positions not in ("sincos", "learned"):
-            raise ValueError(f"positions: got {positions!r}; allowed: sincos, learned")
+        if positions not in POSITIONS:
+            raise ValueError(f"positions: got {positions!r}; allowed: {', '.join(POSITIONS)}")
         self.positions = positions
         self.token_embeds = nn.Embedding(vocab_size, d_model)
         if positions == "learned":
@@ -154,18 +165,20 @@ class AutoEncoder(nn.Module):
 
 
 def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backbone="lm",
-                channel_mixer="swiglu", backbone_norm="layernorm", positions="sincos", reinit_mixers=True,
-                **mixer_options):
+                channel_mixer="swiglu", backbone_norm="layernorm", init="fork", positions="learned",
+                reinit_mixers=True, **mixer_options):
     """int64 tokens `[B, T]` -> logits `[B, T, V]`: `n_layers` blocks of [mixer, channel mixer] in a MAD backbone.
 
     backbone "lm" or "autoencoder" (compression); backbone_norm "layernorm" (MAD's CLI) or "rmsnorm" (MAD's
-    class default); `positions` and `reinit_mixers` apply to the AutoEncoder.
+    class default); `init` applies to the language model, `positions` and `reinit_mixers` to the AutoEncoder
+    (whose hook redraws every Linear weight under either init, as both MAD and the fork do).
     `mixer_options` go to the mixer's constructor under its own names (e.g. `norm`, `backend` for H-LRU).
     Bad names or values raise ValueError naming them.
     """
     for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
                               ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
-                              ("backbone_norm", backbone_norm, tuple(NORMS))):
+                              ("backbone_norm", backbone_norm, tuple(NORMS)), ("init", init, INITS),
+                              ("positions", positions, POSITIONS)):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
     for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
@@ -177,5 +190,5 @@ def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backb
     for _ in range(n_layers):
         layers += [entry.build(d_model, width, **mixer_options), CHANNEL_MIXERS[channel_mixer](d_model)]
     if backbone == "lm":
-        return LanguageModel(layers, vocab_size, d_model, backbone_norm)
+        return LanguageModel(layers, vocab_size, d_model, backbone_norm, init)
     return AutoEncoder(layers, vocab_size, d_model, seq_len, backbone_norm, positions, reinit_mixers)

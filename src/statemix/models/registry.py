@@ -12,6 +12,11 @@ Width is the recurrent state per layer, counted in real scalars, converted to ea
 | gdn, dproduct, dproduct-h4 | H heads of K×K state, W = H·K², H first of 4, 2, 1 | H·K² with K ≥ 2 |
 
 Short-convolution buffers (mamba2, gdn, dproduct) are not counted: they hold inputs, not recurrent state.
+
+`Arch.smallest(d_model)` is the smallest width the paper's configs reach (paper.md §3.3–3.4), which grids must
+not go below: H-LRU / BD-LRU N ≥ 2 (width 2M); LSTM hidden 8 (width 16); Mamba2 expand 1, i.e. d_inner = d_model
+(width 4·d_model at d_state 4); Gated DeltaNet / DeltaProduct 2 heads of head_dim 8 (width 128). The complex LRU
+is not in the paper; its floor is one channel pair.
 """
 import inspect
 import math
@@ -60,6 +65,7 @@ class Arch:
     native_args: Callable[[int], dict | None]
     factory: Callable
     widths: tuple = field(default=DEFAULT_WIDTHS)
+    smallest: Callable[[int], int] = field(default=lambda d_model: 1)
 
     def native(self, width):
         """Native constructor arguments for `width`; ValueError naming the valid widths otherwise."""
@@ -70,6 +76,14 @@ class Arch:
             raise ValueError(f"width: got {width} for {self.name}; valid widths are {self.rule} "
                              f"(defaults {list(self.widths)})")
         return args
+
+    def check_size(self, d_model, width):
+        """ValueError unless `width` is valid and at least the paper's smallest config at `d_model`."""
+        self.native(width)
+        floor = self.smallest(d_model)
+        if width < floor:
+            raise ValueError(f"width: got {width} for {self.name} at d_model {d_model}; the paper's smallest "
+                             f"config has width {floor}")
 
     def build(self, d_model, width, **options):
         """The mixer for (d_model, width); `options` go to the constructor (e.g. norm, backend)."""
@@ -106,24 +120,25 @@ def _aligned(unit):
 def _entries():
     for m in (1, 2, 3, 4, 5):
         yield Arch(f"hlru-m{m}", f"H-LRU, order {m}", f"multiples of {m}",
-                   multiple_of(m, "channels", {"order": m}), HLRU, _aligned(m))
+                   multiple_of(m, "channels", {"order": m}), HLRU, _aligned(m), lambda d, m=m: 2 * m)
     for m in (1, 2, 3, 4, 5, 8):
         yield Arch(f"bdlru-m{m}", f"BD-LRU, block size {m}", f"multiples of {m}",
-                   multiple_of(m, "blocks", {"block_size": m}), BDLRU, _aligned(m))
+                   multiple_of(m, "blocks", {"block_size": m}), BDLRU, _aligned(m), lambda d, m=m: 2 * m)
     yield Arch("lru", "selective diagonal LRU: H-LRU at order 1", "any positive int",
-               multiple_of(1, "channels", {"order": 1}), HLRU)
+               multiple_of(1, "channels", {"order": 1}), HLRU, smallest=lambda d: 2)
     yield Arch("lru-complex", "Orvieto et al. complex diagonal LRU", "even",
-               multiple_of(2, "channels", {}), LRUComplex)
-    yield Arch("lstm", "torch LSTM + output projection", "even", multiple_of(2, "hidden", {}), LSTM)
+               multiple_of(2, "channels", {}), LRUComplex, smallest=lambda d: 2)
+    yield Arch("lstm", "torch LSTM + output projection", "even", multiple_of(2, "hidden", {}), LSTM, smallest=lambda d: 16)
     yield Arch("mamba2", "Mamba2 (SSD), d_state 4, headdim 8", "multiples of 32",
-               lambda w: None if w % 32 else {"d_inner": w // 4, "d_state": 4, "headdim": 8}, Mamba2)
+               lambda w: None if w % 32 else {"d_inner": w // 4, "d_state": 4, "headdim": 8}, Mamba2,
+               smallest=lambda d: 4 * d)
     rule = "H·K² with H in (4, 2, 1) and K >= 2"
-    yield Arch("gdn", "Gated DeltaNet, β in [0, 2]", rule, square_heads, GatedDeltaNet)
+    yield Arch("gdn", "Gated DeltaNet, β in [0, 2]", rule, square_heads, GatedDeltaNet, smallest=lambda d: 128)
     for n_h, suffix in ((2, ""), (4, "-h4")):
         yield Arch(f"dproduct{suffix}", f"Gated DeltaProduct, {n_h} Householder steps, β in [0, 2]", rule,
                    lambda w, n_h=n_h: None if square_heads(w) is None else {**square_heads(w),
                                                                              "num_householder": n_h},
-                   GatedDeltaProduct)
+                   GatedDeltaProduct, smallest=lambda d: 128)
 
 
 registry = Registry((arch.name, arch) for arch in _entries())

@@ -6,6 +6,7 @@ from .bdlru_fwd import bdlru_fwd_kernel
 from .chunks import scan_bwd, scan_fwd
 from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
 from .diag import diag_scan
+from .pairscan import pair_scan, use_pair
 from .prep import check_inputs, compute_dtype, empty_result
 
 
@@ -35,7 +36,8 @@ class BDLRUFunction(torch.autograd.Function):
         return dx, dv, (dh0[..., :M].to(h0_dtype) if has_h0 else None), None, None, None
 
 
-def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_state=False, *, chunk=None, config=None):
+def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_state=False, *, chunk=None, config=None,
+                 path=None):
     """BD-LRU `h_t = A_t h_{t-1} + a0_t ⊙ v_t` per M×M block, gates normalised in-kernel.
 
     Args:
@@ -44,6 +46,8 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         initial_state: `[B, N, M]` or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
+        path: 'pair' (pair scan, `pairscan.py`) or 'chunked' (sequential chunks); None picks by shape
+            (`pairscan.use_pair`). `chunk` or `config` implies 'chunked'.
     Returns:
         `(h [B, T, N, M], final_state [B, N, M] in fp32, or None)`.
     """
@@ -57,7 +61,10 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         h, final = diag_scan(logits.squeeze(3), v.squeeze(3), h0, NORM_ID[norm], interpreting())
         return h.unsqueeze(3), (final[..., None] if output_final_state else None)
     logits, v = logits.contiguous(), v.contiguous()
+    if use_pair("bdlru", logits, chunk, config, path):
+        out, final = pair_scan("bdlru", logits, v, NORM_ID[norm], initial_state)
+        return out, (final if output_final_state else None)
     cfg = config or default_config("bdlru", pow2(M))
-    L = chunk_len(T, B * -(-N // cfg.block), chunk)
+    L = chunk_len(T, B * -(-N // cfg.block), chunk, MP=pow2(M))
     h, final = BDLRUFunction.apply(logits, v, initial_state, norm, L, cfg)
     return h, (final if output_final_state else None)

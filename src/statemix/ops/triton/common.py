@@ -158,8 +158,12 @@ def default_config(kind: str, MP: int) -> Config:
     return Config(block, max(1, min(block, 2048 // (MP * MP * MP))))
 
 
-def chunk_len(T: int, programs: int, chunk: int | None, target_programs: int = 2048, min_len: int = 64) -> int:
-    """Steps per time chunk: enough chunks that `programs * chunks` fills the GPU.
+def chunk_len(T: int, programs: int, chunk: int | None, target_programs: int = 2048, min_len: int = 64,
+              MP: int = 1) -> int:
+    """Steps per time chunk: enough chunks that `programs * chunks` fills the GPU, except for large
+    blocks (MP ≥ 16, or MP = 8 with T ≤ 512), where the chunk transitions' M×M products cost more than
+    the parallelism gains: one chunk was faster there on the H200 at both benchmark shapes
+    (reports/benchmarks/bench_scan.md, `triton-onechunk`); MP = 8 at T = 4096 in bf16 was not.
 
     `chunk` overrides the heuristic (tests use it to force several chunks).
     """
@@ -167,7 +171,7 @@ def chunk_len(T: int, programs: int, chunk: int | None, target_programs: int = 2
         if int(chunk) < 1:
             raise ValueError(f"chunk_len: got {chunk!r}; allowed: a positive int or None")
         return int(chunk)
-    if interpreting():
+    if interpreting() or MP >= 16 or (MP >= 8 and T <= 512):
         return max(T, 1)
     chunks = max(1, min(triton.cdiv(target_programs, max(programs, 1)), triton.cdiv(T, min_len)))
     return max(triton.cdiv(T, chunks), 1)

@@ -4,6 +4,7 @@ import torch
 from .chunks import scan_bwd, scan_fwd
 from .common import NORM_ID, chunk_len, default_config, interpreting, pow2
 from .diag import diag_scan
+from .pairscan import pair_scan, use_pair
 from .hlru_bwd import hlru_bwd_kernel
 from .hlru_fwd import hlru_fwd_kernel
 from .prep import check_inputs, compute_dtype, empty_result, slot_perm
@@ -40,7 +41,8 @@ class HLRUFunction(torch.autograd.Function):
         return dx, dv, dh0, None, None, None
 
 
-def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_state=False, *, chunk=None, config=None):
+def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_state=False, *, chunk=None, config=None,
+                 path=None):
     """H-LRU `s_t = Σ_k a_{t,k} s_{t-k} + a_{t,0} v_t` with gates normalised in-kernel.
 
     Args:
@@ -50,6 +52,8 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         initial_state: `[B, N, M]` = `(s_0, s_{-1}, …)`, or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
+        path: 'pair' (pair scan, `pairscan.py`) or 'chunked' (sequential chunks); None picks by shape
+            (`pairscan.use_pair`). `chunk` or `config` implies 'chunked'.
     Returns:
         `(s [B, T, N], final_state [B, N, M] in fp32, or None)`.
     """
@@ -63,7 +67,10 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         s, final = diag_scan(logits, v, h0, NORM_ID[norm], interpreting())
         return s, (final[..., None] if output_final_state else None)
     logits, v = logits.contiguous(), v.contiguous()
+    if use_pair("hlru", logits, chunk, config, path):
+        out, final = pair_scan("hlru", logits, v, NORM_ID[norm], initial_state)
+        return out, (final if output_final_state else None)
     cfg = config or default_config("hlru", pow2(K - 1))
-    L = chunk_len(T, B * -(-N // cfg.block), chunk)
+    L = chunk_len(T, B * -(-N // cfg.block), chunk, MP=pow2(K - 1))
     s, final = HLRUFunction.apply(logits, v, initial_state, norm, L, cfg)
     return s, (final if output_final_state else None)

@@ -21,9 +21,10 @@ def slot_perm(t_ref: int, M: int, device) -> torch.Tensor:
     """Index map between canonical lag order and circular slots at time `t_ref`.
 
     Canonical entry j holds `s_{t_ref-j}`, which lives in slot `(t_ref-j) mod M`; the
-    map is its own inverse, so it converts in both directions.
+    map is its own inverse, so it converts in both directions. Built on the device (no host copy), so the
+    op can be captured in a CUDA graph.
     """
-    return torch.tensor([(t_ref - j) % M for j in range(M)], device=device)
+    return torch.remainder(t_ref - torch.arange(M, device=device), M)
 
 
 def empty_result(v, initial_state, state_shape, output_final_state):

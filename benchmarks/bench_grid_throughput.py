@@ -1,0 +1,200 @@
+"""Grid throughput: optimizer steps/s of a fixed mix of trainings through the real pipeline code.
+
+The mix is the main study's architectures x widths x seeds on in-context recall (MAD's shape: B=128,
+T=127 by default, d=128, 2 blocks), each run exactly `--epochs` x `--steps` optimizer steps (early stop off).
+Three ways are timed in one run, on the same data:
+  pool:   today's path, one `python -m statemix.train` process per run, `--concurrency` at a time, eager
+          (train.cuda_graphs=off), as the Snakemake GPU pool runs them;
+  worker: the new path, one `python -m statemix.worker` process per architecture (all its widths and seeds,
+          seeds stacked, widths on separate streams, CUDA graphs), all architectures at once;
+  single: one graphed `python -m statemix.train` alone, per architecture and width.
+Aggregate steps/s counts wall time from the first process start to the last exit (startup included) and, in
+`train_steps_per_s`, the training time the runs report. GPU busy share = mean of nvidia-smi utilization
+sampled every 100 ms while a phase runs. Writes <out>.csv and <out>.md (atomically).
+
+    python benchmarks/bench_grid_throughput.py --out reports/benchmarks/bench_grid_throughput
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from statemix.data import generate  # noqa: E402
+from statemix.io import atomic_write_text  # noqa: E402
+
+ARCHS = ("lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "mamba2", "gdn", "lstm")
+WIDTHS = (32, 64, 128)
+SEEDS = (0, 1, 2)
+
+
+class GpuSampler:
+    """Mean nvidia-smi utilization.gpu over a phase (None without nvidia-smi)."""
+
+    def __enter__(self):
+        self.samples, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout.split()
+                self.samples.append(float(out[0]))
+            except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+                return
+            time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def busy(self):
+        return sum(self.samples) / len(self.samples) / 100 if self.samples else float("nan")
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    return env
+
+
+def _sets(args, graphs):
+    sets = [f"train.max_epochs={args.epochs}", "train.early_stop_acc=0", "track.enabled=false",
+            f"train.cuda_graphs={graphs}"]
+    return [x for s in sets for x in ("--set", s)]
+
+
+def _call(cmd, log):
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT).returncode
+    if code not in (0, 3):  # 3: a run diverged; it is counted as failed in the table
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {code}; see {log}:\n{Path(log).read_text()[-3000:]}")
+
+
+def _metrics(folders):
+    return [json.loads((Path(f) / "metrics.json").read_text()) for f in folders]
+
+
+def phase(name, jobs, concurrency, tmp):
+    """Run `jobs` [(cmd, folders)] `concurrency` at a time; aggregate steps/s from the runs' metrics."""
+    t0 = time.perf_counter()
+    with GpuSampler() as gpu, ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda ij: _call(ij[1][0], tmp / f"{name}{ij[0]}.log"), enumerate(jobs)))
+    wall = time.perf_counter() - t0
+    metrics = _metrics([f for _, folders in jobs for f in folders])
+    steps = sum(m.get("steps", 0) for m in metrics)
+    print(f"{name}: {len(metrics)} runs, {steps} steps in {wall:.1f} s -> {steps / wall:.0f} steps/s, "
+          f"GPU busy {gpu.busy:.2f}", flush=True)
+    return {"wall_s": wall, "steps": steps, "busy": gpu.busy, "metrics": metrics}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS))
+    p.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--steps", type=int, default=25, help="optimizer steps per epoch (train rows = steps x 128)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=16, help="processes at a time on today's path")
+    p.add_argument("--single-widths", nargs="+", type=int, default=None, help="widths timed alone (default all)")
+    p.add_argument("--skip-pool", action="store_true", help="skip today's path (quick checks only)")
+    p.add_argument("--out", default="reports/benchmarks/bench_grid_throughput")
+    args = p.parse_args(argv)
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        data = tmp / "data"
+        generate("in-context-recall", "train", data / "train", seed=0, sets={"num_examples": 128 * args.steps})
+        generate("in-context-recall", "test", data / "test", seed=1, sets={"num_examples": 256})
+        base = [py, "-m", "statemix.train", "--task", "in-context-recall", "--data", str(data)]
+        grid = [(a, w, s) for a in args.archs for w in args.widths for s in args.seeds]
+        results = {}
+        if not args.skip_pool:
+            jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
+                      *_sets(args, "off")], [tmp / f"pool/{a}_{w}_{s}"]) for a, w, s in grid]
+            results["one process per run (eager, today)"] = phase("pool", jobs, args.concurrency, tmp)
+        jobs = []
+        for a in args.archs:
+            cmd = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--arch", a, "--data", str(data),
+                   *_sets(args, "auto")]
+            folders = []
+            for w in args.widths:
+                for s in args.seeds:
+                    folders.append(tmp / f"worker/{a}_{w}_{s}")
+                    cmd += ["--run", f"{w},{s},{folders[-1]}"]
+            jobs.append((cmd, folders))
+        results["one worker per architecture (graphed, stacked)"] = phase("worker", jobs, len(jobs), tmp)
+        singles = {}
+        for a in args.archs:
+            for w in args.single_widths or args.widths:
+                out = tmp / f"single/{a}_{w}"
+                singles[a, w] = phase(f"single_{a}_{w}", [([*base, "--arch", a, "--width", str(w), "--seed", "0",
+                                                             "--out", str(out), *_sets(args, "auto")], [out])], 1, tmp)
+    write(args, results, singles)
+
+
+def write(args, results, singles):
+    rows = []
+    for name, r in results.items():
+        ok = [m for m in r["metrics"] if m["status"] == "ok"]
+        train_rate = sum(m["steps"] / m["train_s"] for m in ok) / max(len(ok), 1)
+        rows.append({"arch": "mix", "width": 0, "mode": name, "runs": len(r["metrics"]), "failed": len(r["metrics"]) - len(ok),
+                     "steps_per_s": r["steps"] / r["wall_s"], "wall_s": r["wall_s"], "gpu_busy": r["busy"],
+                     "run_steps_per_s": train_rate, "step_path": ""})
+    worker = next(r for n, r in results.items() if n.startswith("one worker"))
+    by = {}
+    for m in worker["metrics"]:
+        if m["status"] != "ok":
+            rows.append({"arch": m["arch"], "width": m["width"], "mode": "batched", "runs": 1, "failed": 1,
+                         "steps_per_s": float("nan"), "step_path": m["error"]})
+            continue
+        by.setdefault((m["arch"], m["width"]), []).append(m)
+    for (arch, width), ms in by.items():
+        rows.append({"arch": arch, "width": width, "mode": "batched", "runs": len(ms),
+                     "steps_per_s": sum(m["steps"] / m["train_s"] for m in ms) / len(ms),
+                     "wall_s": max(m["wall_time_s"] for m in ms), "gpu_busy": worker["busy"],
+                     "run_steps_per_s": float("nan"), "step_path": ms[0]["step_path"],
+                     "stacked_runs": ms[0].get("stacked_runs", 1)})
+    for (arch, width), r in singles.items():
+        m = r["metrics"][0]
+        if m["status"] != "ok":
+            continue
+        rows.append({"arch": arch, "width": width, "mode": "single", "runs": 1, "steps_per_s": m["steps_per_s"],
+                     "wall_s": r["wall_s"], "gpu_busy": r["busy"], "run_steps_per_s": float("nan"),
+                     "step_path": m["step_path"], "stacked_runs": 1})
+    table = pd.DataFrame(rows)
+    hw = results and next(iter(results.values()))["metrics"][0]["provenance"]
+    mix = table[table.arch == "mix"].set_index("mode")["steps_per_s"]
+    base = mix.get("one process per run (eager, today)", float("nan"))
+    header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
+              f"Hardware: {hw['hardware']}; torch {hw['torch']}; triton {hw['triton']}; commit {hw['git_commit']}"
+              f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs x widths {args.widths} x seeds "
+              f"{args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
+              f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
+              f"one run's steps / its training time. Per-arch rows: one run's steps/s over its training time, "
+              f"`single` = one graphed run alone, `batched` = inside its architecture's worker while all workers "
+              f"run at once. `gpu_busy`: mean nvidia-smi utilization while the phase ran. Speed-up of the worker "
+              f"path over today's: {max(mix) / base:.1f}x.\n\n")
+    markdown = header + table.to_markdown(index=False, floatfmt=".3g") + "\n"
+    atomic_write_text(f"{args.out}.csv", table.to_csv(index=False))
+    atomic_write_text(f"{args.out}.md", markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

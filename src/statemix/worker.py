@@ -1,0 +1,220 @@
+"""Many trainings in one process: `python -m statemix.worker --task T --arch A --data DIR --run W,SEED,OUT
+[--run W,SEED,OUT ...] [--params FILE ...] [--set section.key=value ...]`.
+
+Each run is what `python -m statemix.train --width W --seed SEED --out OUT` (same task, data, params) would do:
+same init (seeded per run), same shuffles (seeded per run and epoch), its own folder, checkpoint every
+epoch, resume, early stop and metrics.json. Runs that differ only in their seed are stacked into one
+batched model (statemix.stack) and stepped together; the others (other widths, or architectures with
+modules that have no stacked twin) step side by side, each group on its own CUDA stream. Imports, data
+loading and graph capture are paid once per worker. A run that stops early is final at once (metrics.json
+written); it keeps riding in its stack but is never reported again. Killing the worker loses at most the
+current epoch of each run. Exit status: 0 all ok, 2 bad input, 3 some run diverged.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+
+import torch
+
+from statemix import config as config_mod
+from statemix import graphs, stack, train
+from statemix.trainer import Diverged
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[argparse.Namespace]]:
+    p = argparse.ArgumentParser(prog="python -m statemix.worker", description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True)
+    p.add_argument("--arch", required=True)
+    p.add_argument("--data", default=None, help="dataset folder of every run that names none")
+    p.add_argument("--run", action="append", required=True, metavar="WIDTH,SEED,OUT[,DATA]", dest="runs",
+                   help="one run; DATA (default --data) when the run's dataset differs, e.g. one per seed")
+    p.add_argument("--params", action="append", default=[])
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    args = p.parse_args(argv)
+    runs = []
+    for text in args.runs:
+        parts = text.split(",")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise ValueError(f"--run {text!r}: expected WIDTH,SEED,OUT or WIDTH,SEED,OUT,DATA")
+        if len(parts) == 3 and args.data is None:
+            raise ValueError(f"--run {text!r}: names no DATA and no --data was given")
+        runs.append(argparse.Namespace(task=args.task, arch=args.arch, width=parts[0], seed=parts[1],
+                                       data=parts[3] if len(parts) == 4 else args.data, out=parts[2],
+                                       params=args.params,
+                                       overrides=args.overrides))
+    return args, runs
+
+
+def stack_key(job: train.Job) -> tuple:
+    """Runs with equal keys can share one stacked model: everything but the seed and the folder agrees."""
+    skip = ("train.seed", "track.experiment", "data.dir")
+    flat = {k: v for k, v in config_mod.flatten(job.cfg).items() if k not in skip}
+    shape = tuple(job.trainer.train.inputs.shape), tuple(job.trainer.test.inputs.shape)
+    return tuple(sorted(flat.items())), shape, job.trainer.epoch
+
+
+class Group:
+    """Runs advanced by one `graphs.Steps`: a stack of K runs, or a single run (K = 1)."""
+
+    def __init__(self, jobs: list[train.Job], device: torch.device):
+        self.jobs, self.K, self.device = jobs, len(jobs), device
+        self.trainers = [job.trainer for job in jobs]
+        first = self.trainers[0]
+        cfg = first.cfg
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        if self.stream is not None:
+            self.stream.wait_stream(torch.cuda.current_stream(device))
+        with self._on_stream():
+            self.model = stack.stack_models([j.model for j in jobs]) if self.K > 1 else jobs[0].model
+            self.params = list(self.model.parameters())
+            graphed = graphs.use_graphs(jobs[0].cfg.train.cuda_graphs, device)
+            self.optimizer = graphs.make_optimizer(self.params, cfg, device, graphed)
+            self._load_optimizer()
+            graphs.set_lr(self.optimizer, float(graphs.current_lr(first.optimizer)))
+            self.steps = graphs.Steps(self.model, self.params, self.optimizer, self.K,
+                                      [t.train for t in self.trainers], cfg, device,
+                                      first.precision, graphed)
+        self.active = [t.stopped is None for t in self.trainers]
+        self.codes = {}
+
+    def _on_stream(self):
+        return torch.cuda.stream(self.stream) if self.stream is not None else nullcontext()
+
+    def _per_run(self, i: int) -> list[torch.Tensor]:
+        return [list(t.model.parameters())[i] for t in self.trainers]
+
+    def _load_optimizer(self) -> None:
+        """Stacked AdamW state from the runs' own optimizers (filled by resume), or fresh."""
+        state = {}
+        for i in range(len(self.params)):
+            states = [t.optimizer.state.get(p) for t, p in zip(self.trainers, self._per_run(i))]
+            if any(not s for s in states):
+                continue
+            state[i] = {k: (torch.stack([s[k] for s in states]) if self.K > 1 and k != "step" else states[0][k])
+                        for k in states[0]}
+        if state:
+            groups = self.optimizer.state_dict()["param_groups"]
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+    @torch.no_grad()
+    def _store(self) -> None:
+        """Copy each run's weights and AdamW state back into its own model and optimizer (for its checkpoint)."""
+        for i, p in enumerate(self.params):
+            mine = self.optimizer.state.get(p, {})
+            for k, (t, q) in enumerate(zip(self.trainers, self._per_run(i))):
+                if self.K > 1:
+                    q.copy_(p[k])
+                if mine:
+                    t.optimizer.state[q] = {name: (v.detach().clone() if name == "step" or self.K == 1
+                                                   else v[k].detach().clone()) for name, v in mine.items()}
+
+    def begin(self) -> int:
+        self.lr = graphs.current_lr(self.trainers[0].optimizer)
+        with self._on_stream():
+            orders = torch.stack([t.shuffle_order() for t in self.trainers])
+            self.n_steps = self.steps.begin_epoch(orders)
+        return self.n_steps
+
+    def step(self, i: int) -> None:
+        if i < self.n_steps:
+            with self._on_stream():
+                self.steps.step(i)
+
+    def end(self, train_s: float) -> None:
+        """Evaluate, then book the epoch for every active run; a run that stops or diverges is finished."""
+        t0 = time.perf_counter()
+        with self._on_stream():
+            runs = self.steps.end_epoch(self.lr)
+            tests = self.steps.evaluate([t.test for t in self.trainers])
+            self._store()
+        if self.stream is not None:
+            self.stream.synchronize()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+            for t in self.trainers:
+                t.scheduler.step()
+        graphs.set_lr(self.optimizer, float(graphs.current_lr(self.trainers[0].optimizer)))
+        for k, (job, trainer) in enumerate(zip(self.jobs, self.trainers)):
+            if not self.active[k]:
+                continue
+            try:
+                trainer.end_epoch(runs[k], trainer._summarise(tests[k]), train_s, time.perf_counter() - t0)
+            except Diverged as err:
+                self.active[k] = False
+                self.codes[job.out] = train.finish(job, None, err)
+                continue
+            row = trainer.history[-1]
+            print(f"{job.out}: epoch {trainer.epoch} train_loss {row['train_loss']:.4f} test_acc "
+                  f"{row['test_acc']:.4f} ({self.steps.path}, stack of {self.K})", flush=True)
+            if trainer.stopped is not None:
+                self.finalise(k)
+
+    def finalise(self, k: int) -> None:
+        self.active[k] = False
+        result = self.trainers[k]._final()
+        result["step_path"] = self.steps.path
+        result["stacked_runs"] = self.K
+        self.codes[self.jobs[k].out] = train.finish(self.jobs[k], result)
+
+
+def build_groups(jobs: list[train.Job], device: torch.device) -> list[Group]:
+    """Stack runs whose stack_key agrees and whose models have stacked twins; the rest run one per group."""
+    buckets: dict = {}
+    for job in jobs:
+        job.trainer._resume()
+        stackable = stack.unstackable(job.model) is None
+        key = stack_key(job) if stackable else ("alone", str(job.out))
+        buckets.setdefault(key, []).append(job)
+    return [Group(members, device) for members in buckets.values()]
+
+
+def run(runs: list[argparse.Namespace]) -> int:
+    cache, jobs, codes = {}, [], []
+    for args in runs:
+        job = train.prepare(args, cache, graphed=False)
+        if isinstance(job, int):
+            codes.append(job)
+        else:
+            jobs.append(job)
+    if not jobs:
+        return max(codes, default=0)
+    device = jobs[0].device
+    groups = build_groups(jobs, device)
+    for g in groups:
+        for k, t in enumerate(g.trainers):
+            if t.stopped is not None:
+                g.finalise(k)
+    print(f"statemix.worker: {len(jobs)} runs in {len(groups)} groups "
+          f"(stacks of {[g.K for g in groups]}) on {device}", flush=True)
+    live = [g for g in groups if any(g.active)]
+    while live:
+        t0 = time.perf_counter()
+        most = max(g.begin() for g in live)
+        for i in range(most):
+            for g in live:
+                g.step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_s = time.perf_counter() - t0
+        for g in live:
+            g.end(train_s)
+        live = [g for g in live if any(g.active)]
+    codes += [c for g in groups for c in g.codes.values()]
+    return max(codes, default=0)
+
+
+def main(argv=None) -> int:
+    try:
+        _, runs = parse_args(argv)
+        return run(runs)
+    except ValueError as err:
+        print(f"statemix.worker: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""CUDA-graphed training (needs a GPU): per architecture, graphed steps give the eager losses (bf16 tolerance),
+resume after a kill like eager, and a batch worker's runs equal the same runs trained alone."""
+import json
+
+import pandas as pd
+import pytest
+
+from statemix import train, worker
+from statemix.data import generate
+
+ARCHS = ["lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "mamba2", "gdn", "lstm"]
+OWN = ("lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "lstm")
+COMMON = ["--set", "model.d_model=32", "--set", "train.batch_size=16", "--set", "train.eval_batch_size=16",
+          "--set", "track.enabled=false", "--set", "train.max_epochs=3", "--set", "train.early_stop_acc=0"]
+TOL = dict(rel=3e-2, abs=3e-2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 72), ("test", 40)):
+        generate("in-context-recall", split, root / split, seed=0, sets={"num_examples": n, "seq_len": 32})
+    return root
+
+
+def _train(data, out, arch, graphs, seed=0, width=32):
+    args = ["--task", "in-context-recall", "--arch", arch, "--width", str(width), "--seed", str(seed),
+            "--data", str(data), "--out", str(out), *COMMON, "--set", f"train.cuda_graphs={graphs}"]
+    assert train.main(args) == 0
+    return pd.read_csv(out / "history.csv"), json.loads((out / "metrics.json").read_text())
+
+
+def _same(a, b, cols=("train_loss", "test_loss")):
+    for col in cols:
+        assert a[col].to_numpy() == pytest.approx(b[col].to_numpy(), **TOL), col
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ARCHS)
+def test_graphed_steps_give_the_eager_losses(data, tmp_path, arch):
+    eager, m_eager = _train(data, tmp_path / "eager", arch, "off")
+    graphed, m_graphed = _train(data, tmp_path / "graphed", arch, "on")
+    print(arch, m_graphed["step_path"], m_graphed["steps_per_s"], "eager", m_eager["steps_per_s"])
+    assert m_eager["step_path"] == "eager"
+    if arch in OWN:
+        assert m_graphed["step_path"] == "cuda_graph"
+    _same(eager, graphed)
+    assert graphed["steps"].tolist() == eager["steps"].tolist() == [5, 5, 5]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ["hlru-m2", "bdlru-m4"])
+def test_graphed_run_resumes_after_a_kill(data, tmp_path, monkeypatch, arch):
+    whole, _ = _train(data, tmp_path / "whole", arch, "on")
+    real, calls = train.Trainer.end_epoch, []
+
+    def killed_after_two(self, *a):
+        real(self, *a)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Trainer, "end_epoch", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, tmp_path / "cut", arch, "on")
+    monkeypatch.setattr(train.Trainer, "end_epoch", real)
+    resumed, metrics = _train(data, tmp_path / "cut", arch, "on")
+    assert metrics["step_path"] == "cuda_graph" and len(resumed) == 3
+    _same(whole, resumed, ("train_loss", "test_loss", "lr"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ["bdlru-m4", "hlru-m2", "lstm"])
+def test_worker_runs_equal_runs_alone_on_cuda(data, tmp_path, arch):
+    runs = [(32, 0, tmp_path / "a"), (32, 1, tmp_path / "b"), (16, 2, tmp_path / "c")]
+    args = ["--task", "in-context-recall", "--arch", arch, "--data", str(data), *COMMON]
+    for width, seed, out in runs:
+        args += ["--run", f"{width},{seed},{out}"]
+    assert worker.main(args) == 0
+    for width, seed, out in runs:
+        alone, _ = _train(data, tmp_path / f"alone{seed}", arch, "on", seed, width)
+        got = pd.read_csv(out / "history.csv")
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["step_path"] == "cuda_graph"
+        _same(alone, got, ("train_loss", "test_loss", "lr"))

@@ -1,0 +1,133 @@
+"""`python -m statemix.worker` on the CPU (eager, fp32): its runs equal the same runs trained alone; grouping,
+per-run early stop and resume after a kill. 40 train rows in batches of 16: the last batch is partial."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from statemix import graphs, stack, train, worker
+from statemix.data import generate
+from statemix.models import build_model
+
+TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",
+        "--set", "train.eval_batch_size=16", "--set", "track.enabled=false", "--set", "train.max_epochs=3",
+        "--set", "train.early_stop_acc=0"]
+LOSSES = ["train_loss", "test_loss", "train_acc", "test_acc"]
+
+
+def _make(root, seed):
+    for split, n in (("train", 40), ("test", 24)):
+        generate("in-context-recall", split, root / split, seed=seed, sets={"num_examples": n, "seq_len": 16})
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return _make(tmp_path_factory.mktemp("data"), 0)
+
+
+@pytest.fixture(scope="module")
+def data_seed1(tmp_path_factory):
+    return _make(tmp_path_factory.mktemp("data1"), 1)
+
+
+def _alone(data, out, arch, width, seed, *extra):
+    args = ["--task", "in-context-recall", "--arch", arch, "--width", str(width), "--seed", str(seed),
+            "--data", str(data), "--out", str(out), *TINY, *extra]
+    assert train.main(args) == 0
+    return pd.read_csv(out / "history.csv"), json.loads((out / "metrics.json").read_text())
+
+
+def _worker(data, arch, runs, *extra):
+    args = ["--task", "in-context-recall", "--arch", arch, "--data", str(data), *TINY, *extra]
+    for run in runs:
+        args += ["--run", ",".join(map(str, run))]
+    return worker.main(args)
+
+
+@pytest.mark.parametrize("arch", ["bdlru-m2", "lstm"])
+def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
+    """Seeds 0 and 1 (own datasets, as the pipeline's per-seed data) stack; width 4 runs beside them."""
+    runs = [(8, 0, tmp_path / "w8s0", data), (8, 1, tmp_path / "w8s1", data_seed1), (4, 2, tmp_path / "w4s2", data)]
+    assert _worker(data, arch, runs, "--set", "train.grad_clip=0.05") == 0
+    for width, seed, out, folder in runs:
+        history, metrics = _alone(folder, tmp_path / f"alone{width}_{seed}", arch, width, seed,
+                                  "--set", "train.grad_clip=0.05")
+        got = pd.read_csv(out / "history.csv")
+        mine = json.loads((out / "metrics.json").read_text())
+        assert len(got) == 3 and mine["status"] == "ok" and mine["epochs"] == 3
+        for col in LOSSES + ["lr", "steps"]:
+            assert got[col].to_numpy() == pytest.approx(history[col].to_numpy(), rel=1e-5, abs=1e-6), col
+        assert mine["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
+        assert mine["stacked_runs"] == (2 if arch == "bdlru-m2" and width == 8 else 1)
+
+
+def test_grouping_stacks_seeds_of_one_width_only(data, tmp_path):
+    jobs = [train.prepare(train.parse_args(["--task", "in-context-recall", "--arch", arch, "--width", str(w),
+                                            "--seed", str(s), "--data", str(data), "--out",
+                                            str(tmp_path / f"{arch}{w}{s}"), *TINY]), graphed=False)
+            for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("lstm", 8, 0), ("lstm", 8, 1))]
+    groups = worker.build_groups(jobs, torch.device("cpu"))
+    assert sorted(g.K for g in groups) == [1, 1, 1, 2]
+    assert stack.unstackable(jobs[3].model) is not None and stack.unstackable(jobs[0].model) is None
+
+
+def test_a_stopped_run_is_final_and_its_stack_mate_unaffected(data, tmp_path, monkeypatch):
+    runs = [(8, 0, tmp_path / "a"), (8, 1, tmp_path / "b")]
+    real = train.Trainer._stop_reason
+
+    def stop_a_early(self):
+        return "early_stop_acc" if self.out == runs[0][2] else real(self)
+
+    monkeypatch.setattr(train.Trainer, "_stop_reason", stop_a_early)
+    assert _worker(data, "lru", runs) == 0
+    monkeypatch.setattr(train.Trainer, "_stop_reason", real)
+    a = json.loads((runs[0][2] / "metrics.json").read_text())
+    assert a["epochs"] == 1 and a["stopped"] == "early_stop_acc" and len(pd.read_csv(runs[0][2] / "history.csv")) == 1
+    history, _ = _alone(data, tmp_path / "alone", "lru", 8, 1)
+    got = pd.read_csv(runs[1][2] / "history.csv")
+    assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
+
+
+def test_resume_after_kill_loses_at_most_one_epoch(data, tmp_path, monkeypatch):
+    runs = [(8, 0, tmp_path / "a"), (8, 1, tmp_path / "b")]
+    real_end, calls = worker.Group.end, []
+
+    def killed_in_epoch_two(self, train_s):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_end(self, train_s)
+
+    monkeypatch.setattr(worker.Group, "end", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        _worker(data, "hlru-m2", runs)
+    assert all(len(pd.read_csv(out / "history.csv")) == 1 and not (out / "metrics.json").exists()
+               for _, _, out in runs)
+    monkeypatch.setattr(worker.Group, "end", real_end)
+    assert _worker(data, "hlru-m2", runs) == 0
+    for width, seed, out in runs:
+        history, _ = _alone(data, tmp_path / f"alone{seed}", "hlru-m2", width, seed)
+        got = pd.read_csv(out / "history.csv")
+        assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
+
+
+def test_stacked_model_matches_each_model():
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model("bdlru-m4", 8, 11, 12, d_model=16, n_layers=1))
+    stacked = stack.stack_models(models)
+    x = torch.randint(0, 11, (3, 5, 12))
+    out = stacked(x.flatten(0, 1)).view(3, 5, 12, -1)
+    for k, m in enumerate(models):
+        torch.testing.assert_close(out[k], m(x[k]), rtol=1e-6, atol=1e-6)
+        assert all(torch.equal(v, m.state_dict()[name]) for name, v in stack.unstack_state(stacked, k).items())
+
+
+def test_bad_cuda_graphs_value_is_named():
+    with pytest.raises(ValueError, match="train.cuda_graphs"):
+        graphs.use_graphs("sometimes", torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        graphs.use_graphs("on", torch.device("cpu"))
