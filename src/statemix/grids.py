@@ -29,7 +29,7 @@ BASE_VARIANT = "base"
 STAGE_CODE = {
     "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py"],
     "train": [
-        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py",
+        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/provenance.py", "src/statemix/config.py",
         "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
         "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
         "src/statemix/ops/triton/*.py", "params/default.yaml",

@@ -9,11 +9,8 @@ Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed").
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,11 +22,10 @@ import torch
 from statemix import config as config_mod
 from statemix import data as data_stage
 from statemix.io import atomic_write_text
-from statemix.trainer import (Diverged, Split, Trainer, describe_hardware, peak_memory, resolve_device,
-                              resolve_precision, seed_everything)
+from statemix.provenance import peak_memory, provenance
+from statemix.trainer import Diverged, Split, Trainer, resolve_device, resolve_precision, seed_everything
 
 EXIT_DIVERGED = 3
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,27 +61,6 @@ def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
     if manifest["task"] != task:
         raise ValueError(f"--data: {str(folder)!r} holds task {manifest['task']!r}, but --task is {task!r}")
     return inputs, targets, manifest
-
-
-def provenance(device: torch.device, manifests: dict, out: Path) -> dict:
-    """Who/what/where of a run: recorded in metrics.json and turned into MLflow tags."""
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", "-C", str(_ROOT), *cmd], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    try:
-        from importlib.metadata import version
-        triton = version("triton")
-    except Exception:
-        triton = None
-    hashes = {f"{split}.{name}": m["sha256"][name] for split, m in manifests.items() for name in ("inputs", "targets")}
-    return {"git_commit": git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "dataset_sha256": hashlib.sha256("".join(hashes[k] for k in sorted(hashes)).encode()).hexdigest(),
-            "dataset": hashes, "hardware": describe_hardware(device), "host": platform.node(), "torch": torch.__version__,
-            "triton": triton, "python": platform.python_version(), "out_dir": str(out.resolve())}
 
 
 def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:

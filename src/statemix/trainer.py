@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import platform
 import random
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -85,19 +82,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def describe_hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
-    return f"{platform.processor() or platform.machine()} cpu x{os.cpu_count()}"
-
-
-def peak_memory(device: torch.device) -> tuple[int, str]:
-    """Peak bytes: CUDA allocator peak on a GPU, else the process's max resident set size."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_max_rss"
 
 
 class Trainer:
