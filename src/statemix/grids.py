@@ -26,14 +26,19 @@ DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
 GRID_NAMES = ("paper", "cpu", "smoke")
 BASE_VARIANT = "base"
 
+# The code that determines a training's numbers: its sha256 is part of the run fingerprint (statemix.runs), so
+# editing any of these files retrains instead of resuming or keeping an old result. Add new modules that change
+# what a training computes here.
+FINGERPRINT_CODE = [
+    "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/runs.py", "src/statemix/config.py",
+    "src/statemix/metrics.py", "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
+    "src/statemix/ops/triton/*.py",
+]
+
 STAGE_CODE = {
     "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py"],
-    "train": [
-        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/provenance.py", "src/statemix/config.py",
-        "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
-        "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
-        "src/statemix/ops/triton/*.py", "params/default.yaml",
-    ],
+    "train": [*FINGERPRINT_CODE, "src/statemix/provenance.py", "src/statemix/progress.py", "src/statemix/track.py",
+              "src/statemix/io.py", "params/default.yaml"],
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
     "report": ["src/statemix/report.py", "src/statemix/plots.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
@@ -298,7 +303,12 @@ def cli_sets(overrides) -> str:
 
 def code_files(stage: str, root: Path = ROOT) -> list:
     """The source files a stage runs, as Snakemake inputs, so that editing them reruns that stage."""
-    return sorted(str(p.relative_to(root)) for pattern in STAGE_CODE[stage] for p in root.glob(pattern))
+    return matching(STAGE_CODE[stage], root)
+
+
+def matching(patterns, root: Path = ROOT) -> list:
+    """Files under `root` matching any of the glob `patterns`, as sorted relative paths."""
+    return sorted({str(p.relative_to(root)) for pattern in patterns for p in root.glob(pattern)})
 
 
 

@@ -3,14 +3,17 @@
 
 Writes OUT/config.yaml (resolved config) first, OUT/checkpoint.pt and OUT/history.csv every epoch, and
 OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged).
-Re-running the same command resumes from the checkpoint; a complete folder is left as it is.
-Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed").
+Re-running the same command resumes from the checkpoint, or leaves a complete folder as it is, but only when the
+run's fingerprint (config, data, code; statemix.runs) is unchanged: otherwise the old folder is moved aside
+(--stale) and the run starts afresh. Each epoch prints a line; the MLflow run is live (RUNNING while it trains).
+Exit status: 0 ok, 2 bad input, 3 diverged (metrics.json says "failed"), 130 Ctrl-C, 143 SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import inspect
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ import torch
 
 from statemix import config as config_mod
 from statemix import data as data_stage
+from statemix import progress, runs
 from statemix.io import atomic_write_text
 from statemix.provenance import peak_memory, provenance
 from statemix.trainer import Diverged, Split, Trainer, resolve_device, resolve_precision, seed_everything
@@ -38,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="result folder")
     p.add_argument("--params", action="append", default=[], help="params YAML file(s) applied over default.yaml")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--run-name", default="", help="MLflow run name (default: task[params]/arch/norm/width/seed)")
+    p.add_argument("--stale", default="move", choices=runs.STALE_ACTIONS,
+                   help="what to do with a folder holding another run: move it to OUT.stale-<time>/ or delete it")
     return p.parse_args(argv)
 
 
@@ -91,21 +98,32 @@ def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, dev
             "state_size": cfg.model.width * cfg.model.n_layers}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Snakemake or a scheduler stopping the job): handled like Ctrl-C, the MLflow run ends KILLED."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Check everything, train (or resume), then write history, track, and write metrics.json last."""
-    start = time.perf_counter()
+    """Check everything, then train afresh, resume, or keep a complete result (statemix.runs.prepare_out);
+    track live, and write metrics.json last."""
+    start, started_at = time.perf_counter(), time.time()
     cfg = resolve_config(args)
     out = Path(args.out)
-    if (out / "metrics.json").exists():
-        status = json.loads((out / "metrics.json").read_text())["status"]
-        print(f"{out}: complete already (status {status}); nothing to do")
-        return 0 if status == "ok" else EXIT_DIVERGED
     loaded = {split: load_split(Path(cfg.data.dir) / split, cfg.data.task) for split in ("train", "test")}
     manifests = {split: manifest for split, (_, _, manifest) in loaded.items()}
+    device = resolve_device(cfg.train.device)
+    fingerprint = runs.fingerprint(cfg, manifests, device)
     if cfg.track.enabled:
         from statemix import track
         track.check(cfg.track.experiment, track.tracking_uri(cfg.track.uri))
-    device = resolve_device(cfg.train.device)
+    state = runs.prepare_out(out, fingerprint, args.stale)
+    if state == "complete":
+        status = json.loads((out / runs.METRICS).read_text())["status"]
+        print(f"{out}: complete already, same fingerprint (status {status}); nothing to do", flush=True)
+        return 0 if status == "ok" else EXIT_DIVERGED
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", config_mod.dump(cfg))
 
@@ -114,39 +132,63 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(cfg.train.seed)
     model = make_model(cfg, vocab_size, max(m["seq_len"] for m in manifests.values()), backbone).to(device)
     splits = [Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y, _ in loaded.values()]
-    fingerprint = {"config": {k: v for k, v in config_mod.flatten(cfg).items()
-                              if not k.startswith("track.") and k != "data.dir"},
-                   "data": {s: m["sha256"] for s, m in manifests.items()}, "device": device.type}
+    name = args.run_name or run_name(cfg, manifests["train"])
     trainer = Trainer(model, *splits, vocab_size, cfg.train, out, device, fingerprint)
-    metrics, code = _describe(cfg, model, backbone, device), 0
+    trainer.hooks.append(progress.EpochPrinter(cfg.train.max_epochs, trainer.steps_per_epoch()))
+    live = track.LiveRun(out, cfg, name, fingerprint["sha256"]) if cfg.track.enabled else None
+    if live is not None:
+        trainer.hooks.append(live)
+    print(f"{out}: {'resuming' if state == 'resume' else 'training'} {name} on {device.type} "
+          f"(fingerprint {fingerprint['sha256'][:12]})", flush=True)
+    metrics, code = {**_describe(cfg, model, backbone, device), "run_name": name}, 0
     try:
         result = trainer.fit()
         selected = result.pop("selected")
         metrics.update({"selected_epoch": selected.pop("epoch"), "select": cfg.train.select, **selected,
                         "last": result.pop("last"), **result})
     except Diverged as err:
-        print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr)
+        print(f"statemix.train: error: {err}; the run is marked failed", file=sys.stderr, flush=True)
         metrics.update({"status": "failed", "error": str(err), "epochs": trainer.epoch})
         code = EXIT_DIVERGED
         if trainer.history:
             atomic_write_text(out / "history.csv", pd.DataFrame(trainer.history).to_csv(index=False))
+    except BaseException as err:
+        if live is not None:
+            live.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", repr(err))
+        raise
     memory, kind = peak_memory(device)
-    metrics.update({"wall_time_s": time.perf_counter() - start, "peak_memory_bytes": memory,
-                    "peak_memory_kind": kind, "provenance": provenance(device, manifests, out)})
+    metrics.update({"wall_time_s": time.perf_counter() - start, "started_at": started_at, "ended_at": time.time(),
+                    "peak_memory_bytes": memory, "peak_memory_kind": kind, "fingerprint": fingerprint,
+                    "provenance": provenance(device, manifests, out)})
     metrics_text = json.dumps(metrics, indent=2, allow_nan=True) + "\n"
-    if cfg.track.enabled:
+    if live is not None:
         history = out / "history.csv"
-        track.log_run(out, cfg, metrics_text, history.read_text() if history.exists() else "")
-    atomic_write_text(out / "metrics.json", metrics_text)
+        live.finish(metrics_text, history.read_text() if history.exists() else "")
+    atomic_write_text(out / runs.METRICS, metrics_text)
+    print(progress.summary(out, metrics), flush=True)
     return code
 
 
+def run_name(cfg: config_mod.Config, manifest: dict) -> str:
+    """A readable run name for a training started by hand: task with its params, arch, gate norm, width, seed."""
+    params = ",".join(f"{k}={v}" for k, v in sorted(manifest.get("params", {}).items()))
+    return (f"{cfg.data.task}[{params}]/{cfg.model.arch}/norm={cfg.model.norm}/w{cfg.model.width}"
+            f"/s{cfg.train.seed}")
+
+
 def main(argv=None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(parse_args(argv))
     except ValueError as err:
         print(f"statemix.train: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"statemix.train: stopped ({err or 'interrupted'}); rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
