@@ -274,9 +274,20 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_task_params(datasets, file)
         _check_overrides(runs, file)
         _check_widths(spec, runs, file)
-    if spec["name"] != file.stem and file.parent == GRID_DIR:
-        raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
+    _check_name(spec["name"], file)
     return Grid(spec["name"], file, spec, datasets, runs)
+
+
+def _check_name(name: str, file: Path) -> None:
+    """A grid's name picks its data/, results/ and reports/ folders, so it must be the file's own name, and a
+    file outside params/grids/ may not take the name of a grid there (it would mix its runs into that grid's)."""
+    if name != file.stem:
+        raise ValueError(f"{file}: name={name!r} must match the file name {file.stem!r} (the name picks "
+                         f"results/<name>/); rename the file or set name: {file.stem}")
+    committed = GRID_DIR / f"{name}.yaml"
+    if file.parent.resolve() != GRID_DIR.resolve() and committed.exists():
+        raise ValueError(f"{file}: name={name!r} is the name of {committed.relative_to(ROOT)}, whose "
+                         f"results/{name}/ it would write into; give your grid a name of its own")
 
 
 def config_list(config: dict, key: str) -> list:
@@ -313,18 +324,32 @@ def matching(patterns, root: Path = ROOT) -> list:
 
 
 def main(argv=None) -> int:
+    """`python -m statemix.grids check GRID` or `estimate GRID --steps-per-s S --concurrency C`."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m statemix.grids", description="Validate a grid; print its job counts.")
-    p.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
+    from statemix import budget
+
+    p = argparse.ArgumentParser(prog="python -m statemix.grids", description="Check a grid or estimate its time.")
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a grid and print its job counts")
+    estimate = sub.add_parser("estimate", help="worst-case optimizer steps and hours per study")
+    for cmd in (check, estimate):
+        cmd.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
+    estimate.add_argument("--steps-per-s", type=float, default=20.0, help="training steps/s of one run (default 20)")
+    estimate.add_argument("--concurrency", type=int, default=1, help="trainings running at once (default 1)")
     args = p.parse_args(argv)
     try:
+        if args.command == "estimate" and (args.steps_per_s <= 0 or args.concurrency <= 0):
+            raise ValueError(f"--steps-per-s={args.steps_per_s}, --concurrency={args.concurrency}: both must be > 0")
         grid = load(args.grid)
     except ValueError as err:
         print(f"statemix.grids: error: {err}", file=sys.stderr)
         return 2
-    print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
-          f"{len(grid.runs)} runs")
+    if args.command == "estimate":
+        print(budget.estimate(grid, args.steps_per_s, args.concurrency))
+    else:
+        print(f"grid {grid.name}: {len(grid.datasets)} datasets ({2 * len(grid.datasets)} generate jobs), "
+              f"{len(grid.runs)} runs")
     return 0
 
 

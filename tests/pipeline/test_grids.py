@@ -90,3 +90,42 @@ def test_budget_counts_steps_by_hand():
     table = budget.estimate(grid, steps_per_s=10.0, concurrency=2)
     total = sum(budget.run_steps(grid, r) for r in grid.runs.values())
     assert f"| total | {len(grid.runs)} | {total:,} | {total / 20 / 3600:.2f} |" in table
+
+
+def test_a_grid_name_must_be_its_own(tmp_path):
+    spec = _spec()
+    copied = tmp_path / "smoke.yaml"
+    copied.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="params/grids/smoke.yaml.*results/smoke/"):
+        grids.load(str(copied), check_names=False)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="name='smoke' must match the file name 'mine'"):
+        grids.load(str(mine), check_names=False)
+    mine.write_text(yaml.safe_dump({**spec, "name": "mine"}))
+    grid = grids.load(str(mine), check_names=False)
+    assert grid.name == "mine" and all(k.startswith("results/mine/") for k in grid.runs)
+
+
+def test_cli_checks_and_estimates_as_the_readme_says(capsys):
+    from statemix import budget
+
+    readme = (grids.ROOT / "README.md").read_text()
+    assert "python -m statemix.grids check GRID" in readme and "python -m statemix.grids estimate GRID" in readme
+    grid = grids.load("smoke")
+    assert grids.main(["check", "smoke"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{len(grid.runs)} runs")
+    assert grids.main(["estimate", "smoke", "--steps-per-s", "5", "--concurrency", "2"]) == 0
+    assert capsys.readouterr().out.strip() == budget.estimate(grid, 5.0, 2).strip()
+    assert grids.main(["estimate", "smoke", "--concurrency", "0"]) == 2
+    assert "--concurrency=0" in capsys.readouterr().err
+    assert grids.main(["check", "nope"]) == 2 and "allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_every_grid_checkpoints_each_epoch(name):
+    """An interrupted training loses at most one epoch (the committed grids all resume from the last one)."""
+    from statemix import config
+
+    for run in grids.load(name, check_names=False).runs.values():
+        assert config.load(overrides=run.overrides).train.checkpoint_every == 1, run
