@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.statemix-installed
 
-.PHONY: setup test reproduce clean-venv
+.PHONY: setup test reproduce lock clean-venv
 
 setup: $(STAMP)
 
@@ -18,6 +18,12 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH snakemake
+
+# Bring dvc.lock (and reports/cpu) up to date with the working tree: dvc reruns the stages whose code or params
+# changed (Snakemake reruns only the affected jobs inside them) and rewrites dvc.lock. Commit both afterwards.
+lock: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc status
 
 clean-venv:
 	rm -rf $(VENV)
