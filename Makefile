@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.statemix-installed
 
-.PHONY: setup test reproduce mlflow clean-venv
+.PHONY: setup test reproduce mlflow lock clean-venv
 
 setup: $(STAMP)
 
@@ -23,6 +23,12 @@ reproduce: $(STAMP)
 GRID ?= paper
 mlflow: $(STAMP)
 	$(PY) -m statemix.track import results/$(GRID)
+
+# Bring dvc.lock (and reports/cpu) up to date with the working tree: dvc reruns the stages whose code or params
+# changed (Snakemake reruns only the affected jobs inside them) and rewrites dvc.lock. Commit both afterwards.
+lock: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc status
 
 clean-venv:
 	rm -rf $(VENV)

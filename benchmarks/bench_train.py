@@ -22,7 +22,8 @@ from statemix import config
 from statemix.io import atomic_write_text
 from statemix.models import build_model
 from statemix.tasks import TASKS, make_dataset, resolve_params
-from statemix.trainer import Split, Trainer, describe_hardware, peak_memory, resolve_device
+from statemix.provenance import describe_hardware, peak_memory
+from statemix.trainer import Split, Trainer, resolve_device
 
 ARCHS = ("bdlru-m4", "hlru-m2", "mamba2", "gdn", "lstm")
 

@@ -81,3 +81,13 @@ def test_module_cli_reports_errors_with_exit_code(tmp_path):
                           "train", "--out", str(tmp_path)], env=env, capture_output=True, text=True)
     assert run.returncode == 2
     assert "unknown task 'sorting'" in run.stderr and "in-context-recall" in run.stderr
+
+
+@pytest.mark.parametrize("name", ["inputs", "targets"])
+def test_truncated_array_fails_naming_the_file(tmp_path, name):
+    data.generate("parity", "train", tmp_path, seed=0, sets={"num_examples": 8, "min_len": 3, "max_len": 6})
+    path = tmp_path / f"{name}.npy"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(ValueError) as err:
+        data.load(tmp_path)
+    assert str(path) in str(err.value) and "truncated" in str(err.value)

@@ -48,3 +48,14 @@ def test_sha256_array_covers_dtype_shape_and_bytes():
     assert io.sha256_array(a.reshape(4)) != expected
     assert io.sha256_array(a.astype(np.int32)) != expected
     assert io.sha256_array(np.zeros((0, 3))) == hashlib.sha256(b"<f8|(0, 3)|").hexdigest()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        io.atomic_write_text(tmp_path / "t.txt", "x")
+        io.atomic_save_npy(tmp_path / "a.npy", np.zeros(2))
+    finally:
+        os.umask(old)
+    assert {oct(os.stat(tmp_path / n).st_mode & 0o777) for n in ("t.txt", "a.npy")} == {oct(mode)}

@@ -64,13 +64,22 @@ def load(folder, verify: bool = True):
     if not (folder / MANIFEST).exists():
         raise ValueError(f"{folder} holds no {MANIFEST}: not a complete dataset")
     manifest = json.loads((folder / MANIFEST).read_text())
-    inputs = np.load(folder / "inputs.npy", allow_pickle=False)
-    targets = np.load(folder / "targets.npy", allow_pickle=False)
+    inputs, targets = (_load_array(folder / f"{name}.npy") for name in ("inputs", "targets"))
     if verify:
         for name, arr in (("inputs", inputs), ("targets", targets)):
             if sha256_array(arr) != manifest["sha256"][name]:
                 raise ValueError(f"{folder / (name + '.npy')} does not match its manifest sha256")
     return inputs, targets, manifest
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; regenerate the dataset (python -m statemix.data)") from None
+    except (ValueError, EOFError, OSError) as err:
+        raise ValueError(f"{path} cannot be read as a .npy array (truncated or damaged?): {err}; "
+                         f"regenerate the dataset (python -m statemix.data)") from None
 
 
 def _up_to_date(folder: Path, wanted: dict) -> bool:

@@ -26,16 +26,20 @@ DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
 GRID_NAMES = ("paper", "cpu", "smoke")
 BASE_VARIANT = "base"
 
+# The code that determines a training's numbers: its sha256 is part of the run fingerprint (statemix.runs), so
+# editing any of these files retrains instead of resuming or keeping an old result. Add new modules that change
+# what a training computes here.
+FINGERPRINT_CODE = [
+    "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/runs.py", "src/statemix/config.py",
+    "src/statemix/metrics.py", "src/statemix/graphs.py", "src/statemix/stack.py", "src/statemix/models/*.py",
+    "src/statemix/layers/*.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
+]
+
 STAGE_CODE = {
     "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
                  "src/statemix/tasks/corpus/*"],
-    "train": [
-        "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/config.py", "src/statemix/graphs.py",
-        "src/statemix/stack.py", "src/statemix/worker.py",
-        "src/statemix/track.py", "src/statemix/metrics.py", "src/statemix/io.py",
-        "src/statemix/models/*.py", "src/statemix/layers/*.py", "src/statemix/ops/*.py",
-        "src/statemix/ops/triton/*.py", "params/default.yaml",
-    ],
+    "train": [*FINGERPRINT_CODE, "src/statemix/worker.py", "src/statemix/provenance.py",
+              "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "params/default.yaml"],
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
                "src/statemix/claims.py"],
@@ -306,11 +310,22 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_task_params(datasets, file)
         _check_overrides(runs, file)
         _check_widths(spec, runs, file)
-    if spec["name"] != file.stem and file.parent == GRID_DIR:
-        raise ValueError(f"{file}: name={spec['name']!r} must match the file name {file.stem!r}")
+    _check_name(spec["name"], file)
     kept = apply_cuts(spec, runs)
     used = {f"data/{spec['name']}/{r.task}/s{r.seed}" for r in kept.values()}
     return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs, datasets)
+
+
+def _check_name(name: str, file: Path) -> None:
+    """A grid's name picks its data/, results/ and reports/ folders, so it must be the file's own name, and a
+    file outside params/grids/ may not take the name of a grid there (it would mix its runs into that grid's)."""
+    if name != file.stem:
+        raise ValueError(f"{file}: name={name!r} must match the file name {file.stem!r} (the name picks "
+                         f"results/<name>/); rename the file or set name: {file.stem}")
+    committed = GRID_DIR / f"{name}.yaml"
+    if file.parent.resolve() != GRID_DIR.resolve() and committed.exists():
+        raise ValueError(f"{file}: name={name!r} is the name of {committed.relative_to(ROOT)}, whose "
+                         f"results/{name}/ it would write into; give your grid a name of its own")
 
 
 def config_list(config: dict, key: str) -> list:
@@ -356,16 +371,35 @@ def cli_sets(overrides) -> str:
 
 def code_files(stage: str, root: Path = ROOT) -> list:
     """The source files a stage runs, as Snakemake inputs, so that editing them reruns that stage."""
-    return sorted(str(p.relative_to(root)) for pattern in STAGE_CODE[stage] for p in root.glob(pattern))
+    return matching(STAGE_CODE[stage], root)
+
+
+def matching(patterns, root: Path = ROOT) -> list:
+    """Files under `root` matching any of the glob `patterns`, as sorted relative paths."""
+    return sorted({str(p.relative_to(root)) for pattern in patterns for p in root.glob(pattern)})
 
 
 
 def main(argv=None) -> int:
+    """`python -m statemix.grids [check] GRID`: validate, print job counts, protocol, sizes and cuts;
+    `python -m statemix.grids estimate GRID [budget options]`: the GPU-hours (`python -m statemix.budget`)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m statemix.grids", description="Validate a grid; print its job counts.")
-    p.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
+    from statemix import budget
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("check", "estimate", "-h", "--help"):
+        argv.insert(0, "check")
+    p = argparse.ArgumentParser(prog="python -m statemix.grids", description="Check a grid or estimate its time.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate a grid; print job counts, protocol, sizes and cuts").add_argument(
+        "grid", help="paper | cpu | smoke | path to a grid YAML")
+    est = sub.add_parser("estimate", help="GPU-hours per study from measured rates (python -m statemix.budget)")
+    est.add_argument("grid", help="paper | cpu | smoke | path to a grid YAML")
+    est.add_argument("budget_args", nargs=argparse.REMAINDER, help="options of python -m statemix.budget")
     args = p.parse_args(argv)
+    if args.command == "estimate":
+        return budget.main([args.grid, *args.budget_args])
     try:
         grid = load(args.grid)
     except ValueError as err:

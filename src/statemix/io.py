@@ -2,7 +2,8 @@
 
 Every output is written to a temporary file in the destination folder, flushed to disk
 and moved into place with ``os.replace``, so a killed process leaves either the old file
-or the new one, never a truncated file under the final name.
+or the new one, never a truncated file under the final name. Files get the mode a plain open() would give
+(0o666 minus the umask, so 0o644 usually), not mkstemp's 0o600.
 """
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 _CHUNK = 1 << 20
+_UMASK_LOCK = threading.Lock()
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask: the mode open() would give a new file (mkstemp's own is 0o600)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -24,6 +35,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

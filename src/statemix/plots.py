@@ -40,6 +40,24 @@ def _styles(names):
     return {n: (colours[i % len(colours)], markers[i % len(markers)]) for i, n in enumerate(sorted(names))}
 
 
+def _plain(value, _pos=None) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+class _PlainLogFormatter(ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label, with plain numbers as the labels."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return _plain(x)
+
+
+def _label_log_axis(axis) -> None:
+    """Plain-number labels on a log axis, also on minor ticks (2-9 x 10^k) when the data spans under about a
+    decade and so shows at most one major tick."""
+    axis.set_major_formatter(ticker.FuncFormatter(_plain))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.6)))
+
+
 def scaling(summary, x: str, xlabel: str, path, tasks) -> None:
     """Accuracy against `x` (params or state size): one panel per task, one line per arch (Figure 1)."""
     tasks = [t for t in tasks if t in set(summary["task"])]
@@ -52,8 +70,7 @@ def scaling(summary, x: str, xlabel: str, path, tasks) -> None:
             ax.errorbar(rows[x], rows["acc_mean"], yerr=rows["acc_std"].fillna(0.0), label=arch, color=colour,
                         marker=marker, markersize=4, capsize=2, linewidth=1)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        _label_log_axis(ax.xaxis)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(task, fontsize=9)

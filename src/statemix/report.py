@@ -174,6 +174,25 @@ def section_protocol(grid: grids.Grid) -> str:
     return "\n\n".join(lines)
 
 
+def hardware_note(table: pd.DataFrame) -> str:
+    """Which hardware ran how many runs, and what that means for comparing them and rerunning them."""
+    counts = table["hardware"].fillna("unknown").value_counts()
+    if counts.empty:
+        return "–"
+    listed = "; ".join(f"{hw}: {n} run(s)" for hw, n in counts.items())
+    note = (" Small numerical differences across hardware are expected: a different CPU model (vector width), "
+            "thread count, GPU or driver changes the order of floating-point sums, so a rerun elsewhere matches "
+            "these numbers to rounding in the losses and can flip an accuracy by a few test examples; it is "
+            "bitwise equal only on the same hardware and software.")
+    if len(counts) == 1:
+        return f"{listed} (all runs on the same hardware).{note}"
+    main = counts.index[0]
+    others = table[table["hardware"].fillna("unknown") != main]
+    names = ", ".join(f"{r.task}/{r.arch}/{r.variant}/w{r.width}/s{r.seed}" for r in others.itertuples())
+    return (f"{listed}.{note} Runs not on {main} (compare them with care against the rest): {names} "
+            f"(column `hardware` of runs.csv).")
+
+
 def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
     commits = sorted(set(table["git_commit"].dropna()))
     head = _git("rev-parse", "HEAD")
@@ -182,7 +201,7 @@ def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
              f"`{grid.params_hash()[:16]}`",
              f"- runs trained at git commit(s): {', '.join(f'`{c[:12]}`' for c in commits) or '–'}; "
              f"report built at `{head[:12] or '–'}`",
-             f"- hardware: {'; '.join(sorted(set(table['hardware'].dropna()))) or '–'}",
+             f"- hardware: {hardware_note(table)}",
              f"- time: {table['wall_time_s'].sum():,.0f} s summed over the runs' own wall times (longest "
              f"{table['wall_time_s'].max():,.0f} s); {table['steps'].sum():,.0f} optimizer steps in all",
              f"- devices / precision: {', '.join(sorted(set((table['device'].fillna('?') + '/' + table['precision'].fillna('?')))))}",

@@ -4,18 +4,20 @@
 Writes OUT/config.yaml (resolved config) first, OUT/checkpoint.pt and OUT/history.csv every epoch, and
 OUT/metrics.json last, only once the run is complete ("status": "ok", or "failed" when the loss diverged in
 the first epoch). A run that diverges later is "ok" with `"diverged"` set to the error: it reports its best
-epoch before the NaN, as MAD does. Re-running the same command resumes; a complete folder is left as it is.
-Exit status: 0 ok (diverged included), 2 bad input, 3 failed (metrics.json says "failed").
+epoch before the NaN, as MAD does. Re-running the same command resumes from the checkpoint, or leaves a complete
+folder as it is, but only when the run's fingerprint (config, data, code; statemix.runs) is unchanged: otherwise
+the old folder is moved aside (--stale) and the run starts afresh. Each epoch prints a line; the MLflow run is
+live (RUNNING while it trains).
+Exit status: 0 ok (diverged included), 2 bad input, 3 failed (metrics.json says "failed"), 130 Ctrl-C,
+143 SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import inspect
 import json
-import platform
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,12 +28,12 @@ import torch
 
 from statemix import config as config_mod
 from statemix import data as data_stage
+from statemix import progress, runs
 from statemix.io import atomic_write_text
-from statemix.trainer import (Diverged, Split, Trainer, describe_hardware, peak_memory, resolve_device,
-                              resolve_precision, seed_everything)
+from statemix.provenance import peak_memory, provenance
+from statemix.trainer import Diverged, Split, Trainer, resolve_device, resolve_precision, seed_everything
 
 EXIT_DIVERGED = 3
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="result folder")
     p.add_argument("--params", action="append", default=[], help="params YAML file(s) applied over default.yaml")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--run-name", default="", help="MLflow run name (default: task[params]/arch/norm/width/seed)")
+    p.add_argument("--stale", default="move", choices=runs.STALE_ACTIONS,
+                   help="what to do with a folder holding another run: move it to OUT.stale-<time>/ or delete it")
     return p.parse_args(argv)
 
 
@@ -67,27 +72,6 @@ def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
     if manifest["task"] != task:
         raise ValueError(f"--data: {str(folder)!r} holds task {manifest['task']!r}, but --task is {task!r}")
     return inputs, targets, manifest
-
-
-def provenance(device: torch.device, manifests: dict, out: Path) -> dict:
-    """Who/what/where of a run: recorded in metrics.json and turned into MLflow tags."""
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", "-C", str(_ROOT), *cmd], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    try:
-        from importlib.metadata import version
-        triton = version("triton")
-    except Exception:
-        triton = None
-    hashes = {f"{split}.{name}": m["sha256"][name] for split, m in manifests.items() for name in ("inputs", "targets")}
-    return {"git_commit": git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "dataset_sha256": hashlib.sha256("".join(hashes[k] for k in sorted(hashes)).encode()).hexdigest(),
-            "dataset": hashes, "hardware": describe_hardware(device), "host": platform.node(), "torch": torch.__version__,
-            "triton": triton, "python": platform.python_version(), "out_dir": str(out.resolve())}
 
 
 def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:
@@ -118,9 +102,17 @@ def _describe(cfg: config_mod.Config, model: torch.nn.Module, backbone: str, dev
             "state_size": cfg.model.width * cfg.model.n_layers}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Snakemake or a scheduler stopping the job): handled like Ctrl-C, the MLflow run ends KILLED."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
 @dataclasses.dataclass
 class Job:
-    """One prepared training: its resolved config, folder, data provenance, model and trainer."""
+    """One prepared training: its resolved config, folder, data provenance, model, trainer and live run."""
     cfg: config_mod.Config
     out: Path
     manifests: dict
@@ -129,30 +121,40 @@ class Job:
     model: torch.nn.Module
     trainer: Trainer
     start: float
+    started_at: float
+    fingerprint: dict
+    name: str
+    live: object | None
+
+    def abort(self, err: BaseException) -> None:
+        """End the live run KILLED (Ctrl-C, SIGTERM) or FAILED (any other exception)."""
+        if self.live is not None:
+            self.live.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", repr(err))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check everything, train (or resume), then write history, track, and write metrics.json last."""
+    """Check everything, then train afresh, resume, or keep a complete result (statemix.runs.prepare_out);
+    track live, and write metrics.json last."""
     job = prepare(args)
     if isinstance(job, int):
         return job
     try:
-        return finish(job, job.trainer.fit())
+        result = job.trainer.fit()
     except Diverged as err:
         return finish(job, None, err)
+    except BaseException as err:
+        job.abort(err)
+        raise
+    return finish(job, result)
 
 
 def prepare(args: argparse.Namespace, loaded: dict | None = None, graphed: bool = True) -> Job | int:
-    """Everything before training: checks, config.yaml, data, model, trainer (resumed later by fit).
-    Returns the exit status instead when the folder is complete already. `loaded` caches splits by folder;
-    graphed=False keeps the trainer eager (a batch worker steps the model itself)."""
-    start = time.perf_counter()
+    """Everything before training: checks, run identity, config.yaml, data, model, trainer (resumed later by
+    fit). Returns the exit status instead when the folder is complete already with the same fingerprint.
+    `loaded` caches splits by folder; graphed=False keeps the trainer eager (a batch worker steps the model)."""
+    start, started_at = time.perf_counter(), time.time()
     cfg = resolve_config(args)
     out = Path(args.out)
-    if (out / "metrics.json").exists():
-        status = json.loads((out / "metrics.json").read_text())["status"]
-        print(f"{out}: complete already (status {status}); nothing to do")
-        return 0 if status == "ok" else EXIT_DIVERGED
     cache = {} if loaded is None else loaded
     for split in ("train", "test"):
         folder = str(Path(cfg.data.dir) / split)
@@ -160,10 +162,16 @@ def prepare(args: argparse.Namespace, loaded: dict | None = None, graphed: bool 
             cache[folder, cfg.data.task] = load_split(Path(folder), cfg.data.task)
     loaded = {split: cache[str(Path(cfg.data.dir) / split), cfg.data.task] for split in ("train", "test")}
     manifests = {split: manifest for split, (_, _, manifest) in loaded.items()}
+    device = resolve_device(cfg.train.device)
+    fingerprint = runs.fingerprint(cfg, manifests, device)
     if cfg.track.enabled:
         from statemix import track
         track.check(cfg.track.experiment, track.tracking_uri(cfg.track.uri))
-    device = resolve_device(cfg.train.device)
+    state = runs.prepare_out(out, fingerprint, getattr(args, "stale", "move"))
+    if state == "complete":
+        status = json.loads((out / runs.METRICS).read_text())["status"]
+        print(f"{out}: complete already, same fingerprint (status {status}); nothing to do", flush=True)
+        return 0 if status == "ok" else EXIT_DIVERGED
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", config_mod.dump(cfg))
 
@@ -172,49 +180,68 @@ def prepare(args: argparse.Namespace, loaded: dict | None = None, graphed: bool 
     seed_everything(cfg.train.seed)
     model = make_model(cfg, vocab_size, max(m["seq_len"] for m in manifests.values()), backbone).to(device)
     splits = [Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y, _ in loaded.values()]
-    fingerprint = {"config": {k: v for k, v in config_mod.flatten(cfg).items()
-                              if not k.startswith("track.") and k != "data.dir"},
-                   "data": {s: m["sha256"] for s, m in manifests.items()}, "device": device.type}
+    name = getattr(args, "run_name", "") or run_name(cfg, manifests["train"])
     train_cfg = cfg.train if graphed else dataclasses.replace(cfg.train, cuda_graphs="off")
     trainer = Trainer(model, *splits, vocab_size, train_cfg, out, device, fingerprint)
-    return Job(cfg, out, manifests, device, backbone, model, trainer, start)
+    trainer.hooks.append(progress.EpochPrinter(cfg.train.max_epochs, trainer.steps_per_epoch()))
+    live = track.LiveRun(out, cfg, name, fingerprint["sha256"]) if cfg.track.enabled else None
+    if live is not None:
+        trainer.hooks.append(live)
+    print(f"{out}: {'resuming' if state == 'resume' else 'training'} {name} on {device.type} "
+          f"(fingerprint {fingerprint['sha256'][:12]})", flush=True)
+    return Job(cfg, out, manifests, device, backbone, model, trainer, start, started_at, fingerprint, name, live)
 
 
 def finish(job: Job, result: dict | None, error: Exception | None = None) -> int:
     """Write metrics.json (and track) for a finished run: `result` from Trainer.fit, or the divergence."""
     cfg, out, trainer, device = job.cfg, job.out, job.trainer, job.device
-    metrics, code = _describe(cfg, job.model, job.backbone, device), 0
+    metrics, code = {**_describe(cfg, job.model, job.backbone, device), "run_name": job.name}, 0
     if error is None:
         selected = result.pop("selected")
         metrics.update({"selected_epoch": selected.pop("epoch"), "select": cfg.train.select, **selected,
                         "last": result.pop("last"), **result})
         if result["diverged"]:
             print(f"statemix.train: warning: {result['diverged']}; reporting epoch {metrics['selected_epoch']}, "
-                  "the best before it (flagged diverged)", file=sys.stderr)
+                  "the best before it (flagged diverged)", file=sys.stderr, flush=True)
     else:
-        print(f"statemix.train: error: {error}; the run is marked failed", file=sys.stderr)
+        print(f"statemix.train: error: {error}; the run is marked failed", file=sys.stderr, flush=True)
         metrics.update({"status": "failed", "error": str(error), "epochs": trainer.epoch})
         code = EXIT_DIVERGED
         if trainer.history:
             atomic_write_text(out / "history.csv", pd.DataFrame(trainer.history).to_csv(index=False))
     memory, kind = peak_memory(device)
-    metrics.update({"wall_time_s": time.perf_counter() - job.start, "peak_memory_bytes": memory,
-                    "peak_memory_kind": kind, "provenance": provenance(device, job.manifests, out)})
+    metrics.update({"wall_time_s": time.perf_counter() - job.start, "started_at": job.started_at,
+                    "ended_at": time.time(), "peak_memory_bytes": memory, "peak_memory_kind": kind,
+                    "fingerprint": job.fingerprint, "provenance": provenance(device, job.manifests, out)})
     metrics_text = json.dumps(metrics, indent=2, allow_nan=True) + "\n"
-    if cfg.track.enabled:
-        from statemix import track
+    if job.live is not None:
         history = out / "history.csv"
-        track.log_run(out, cfg, metrics_text, history.read_text() if history.exists() else "")
-    atomic_write_text(out / "metrics.json", metrics_text)
+        job.live.finish(metrics_text, history.read_text() if history.exists() else "")
+    atomic_write_text(out / runs.METRICS, metrics_text)
+    print(progress.summary(out, metrics), flush=True)
     return code
 
 
+def run_name(cfg: config_mod.Config, manifest: dict) -> str:
+    """A readable run name for a training started by hand: task with its params, arch, gate norm, width, seed."""
+    params = ",".join(f"{k}={v}" for k, v in sorted(manifest.get("params", {}).items()))
+    return (f"{cfg.data.task}[{params}]/{cfg.model.arch}/norm={cfg.model.norm}/w{cfg.model.width}"
+            f"/s{cfg.train.seed}")
+
+
 def main(argv=None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(parse_args(argv))
     except ValueError as err:
         print(f"statemix.train: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"statemix.train: stopped ({err or 'interrupted'}); rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

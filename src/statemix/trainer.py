@@ -2,17 +2,13 @@
 
 The whole dataset sits on the device and per-step metrics accumulate there, so the host synchronises once per
 epoch. Every epoch ends with an atomic checkpoint (model, optimizer, scheduler, best-epoch weights, history,
-RNG states); shuffling is drawn from a generator seeded by (seed, epoch), so a resumed run replays the same
+RNG states, all weights_only-loadable: statemix.runs); shuffling is drawn from a generator seeded by (seed, epoch), so a resumed run replays the same
 batches and ends bitwise equal on the CPU.
 """
 from __future__ import annotations
 
-import io
 import math
-import os
-import platform
 import random
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,13 +19,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from statemix import graphs
+from statemix import graphs, runs
 from statemix.config import TrainConfig
-from statemix.io import atomic_write_bytes, atomic_write_text
+from statemix.io import atomic_write_text
 from statemix.metrics import macro_accuracy, micro_accuracy
+from statemix.runs import CHECKPOINT
 
 IGNORE = -100
-CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
 
 
@@ -70,47 +66,24 @@ def _autocast(precision: str, device: torch.device):
     return nullcontext()
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["random"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def describe_hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
-    return f"{platform.processor() or platform.machine()} cpu x{os.cpu_count()}"
-
-
-def peak_memory(device: torch.device) -> tuple[int, str]:
-    """Peak bytes: CUDA allocator peak on a GPU, else the process's max resident set size."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_max_rss"
-
-
 class Trainer:
-    """Trains `model` (int64 tokens [B, T] -> logits [B, T, V]) on `train`, evaluating on `test` every epoch."""
+    """Trains `model` (int64 tokens [B, T] -> logits [B, T, V]) on `train`, evaluating on `test` every epoch.
+
+    `hooks` see the run as it goes: each may define `start(trainer)`, `step()` (per optimizer step, no host
+    sync), `epoch(row)` (the history row just appended) and `close()` (statemix.progress, statemix.track).
+    """
 
     def __init__(self, model: torch.nn.Module, train: Split, test: Split, num_classes: int,
-                 cfg: TrainConfig, out_dir: str | Path, device: torch.device, fingerprint: dict):
+                 cfg: TrainConfig, out_dir: str | Path, device: torch.device, fingerprint: dict, hooks=()):
         self.model, self.train, self.test, self.cfg = model, train, test, cfg
         self.num_classes, self.device, self.fingerprint = num_classes, device, fingerprint
+        self.hooks = list(hooks)
         self.out = Path(out_dir)
         self.precision = resolve_precision(cfg.precision, device)
         self.forward = torch.compile(model) if cfg.compile else model
@@ -155,6 +128,7 @@ class Trainer:
         count = torch.zeros((), device=self.device, dtype=torch.int64)
         finite = torch.ones((), device=self.device, dtype=torch.bool)
         batches = self._batches(cfg.batch_size, order, cfg.drop_last)
+        steps = [h.step for h in self.hooks if hasattr(h, "step")]
         for idx in batches:
             x, y = data.inputs[idx], data.targets[idx]
             with _autocast(self.precision, self.device):
@@ -170,6 +144,8 @@ class Trainer:
             count += scored
             finite &= torch.isfinite(loss.detach())
             self.train_preds[idx] = logits.detach().argmax(-1)
+            for step in steps:
+                step()
         self.scheduler.step()
         seen = order[:len(batches) * cfg.batch_size]
         return {"loss_sum": loss_sum, "count": count, "finite": finite, "steps": len(batches), "lr": lr,
@@ -205,6 +181,22 @@ class Trainer:
     def fit(self) -> dict:
         """Train to completion (or resume it), then evaluate the last and the selected epoch on both splits."""
         self._resume()
+        self._call("start", self)
+        try:
+            self._loop()
+        finally:
+            self._call("close")
+        return self._final()
+
+    def steps_per_epoch(self) -> int:
+        return len(self._batches(self.cfg.batch_size, torch.arange(len(self.train)), self.cfg.drop_last))
+
+    def _call(self, name: str, *args) -> None:
+        for hook in self.hooks:
+            if hasattr(hook, name):
+                getattr(hook, name)(*args)
+
+    def _loop(self) -> None:
         cfg = self.cfg
         while self.stopped is None:
             t0 = time.perf_counter()
@@ -213,7 +205,6 @@ class Trainer:
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
             self.end_epoch(run, self.evaluate(self.test), t1 - t0, time.perf_counter() - t1)
-        return self._final()
 
     def end_epoch(self, run: dict, test: dict, train_s: float, eval_s: float) -> None:
         """Book one finished epoch: divergence check, history row, best weights, stop rule, checkpoint."""
@@ -234,6 +225,7 @@ class Trainer:
         self.stopped = self._stop_reason()
         if self.stopped or self.epoch % cfg.checkpoint_every == 0:
             self._save()
+        self._call("epoch", row)
 
     def _diverged(self, message: str) -> None:
         """Stop at a NaN: with an earlier finite epoch, mark the run diverged and save; else raise Diverged."""
@@ -285,24 +277,23 @@ class Trainer:
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
                  "divergence": self.divergence,
-                 "rng": _rng_state()}
-        buf = io.BytesIO()
-        torch.save(state, buf)
+                 "rng": runs.rng_state()}
         atomic_write_text(self.out / HISTORY, pd.DataFrame(self.history).to_csv(index=False))
-        atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+        runs.save_checkpoint(self.out / CHECKPOINT, state)
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT
         if not path.exists():
             return
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = runs.load_checkpoint(path)
         if state["fingerprint"] != self.fingerprint:
-            raise ValueError(f"{path}: checkpoint belongs to another run (config or data differ); "
-                             f"use a fresh --out or delete the folder")
+            raise ValueError(f"{path}: checkpoint belongs to another run (its fingerprint differs: "
+                             f"{runs.differences(state['fingerprint'], self.fingerprint)}); "
+                             f"statemix.runs.prepare_out moves such folders aside")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.stopped, self.best, self.history = (state["epoch"], state["stopped"], state["best"],
                                                              state["history"])
         self.divergence = state.get("divergence")
-        _set_rng_state(state["rng"])
+        runs.set_rng_state(state["rng"])

@@ -13,6 +13,7 @@ current epoch of each run. Exit status: 0 all ok, 2 bad input, 3 some run diverg
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import warnings
@@ -145,6 +146,7 @@ class Group:
                 trainer.end_epoch(runs[k], trainer._summarise(tests[k]), train_s, time.perf_counter() - t0)
             except Diverged as err:
                 self.active[k] = False
+                trainer._call("close")
                 self.codes[job.out] = train.finish(job, None, err)
                 continue
             row = trainer.history[-1]
@@ -155,6 +157,7 @@ class Group:
 
     def finalise(self, k: int) -> None:
         self.active[k] = False
+        self.trainers[k]._call("close")
         result = self.trainers[k]._final()
         result["step_path"] = self.steps.path
         result["stacked_runs"] = self.K
@@ -166,6 +169,7 @@ def build_groups(jobs: list[train.Job], device: torch.device) -> list[Group]:
     buckets: dict = {}
     for job in jobs:
         job.trainer._resume()
+        job.trainer._call("start", job.trainer)
         stackable = stack.unstackable(job.model) is None
         key = stack_key(job) if stackable else ("alone", str(job.out))
         buckets.setdefault(key, []).append(job)
@@ -190,30 +194,44 @@ def run(runs: list[argparse.Namespace]) -> int:
                 g.finalise(k)
     print(f"statemix.worker: {len(jobs)} runs in {len(groups)} groups "
           f"(stacks of {[g.K for g in groups]}) on {device}", flush=True)
-    live = [g for g in groups if any(g.active)]
-    while live:
-        t0 = time.perf_counter()
-        most = max(g.begin() for g in live)
-        for i in range(most):
+    try:
+        live = [g for g in groups if any(g.active)]
+        while live:
+            t0 = time.perf_counter()
+            most = max(g.begin() for g in live)
+            for i in range(most):
+                for g in live:
+                    g.step(i)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_s = time.perf_counter() - t0
             for g in live:
-                g.step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_s = time.perf_counter() - t0
-        for g in live:
-            g.end(train_s)
-        live = [g for g in live if any(g.active)]
+                g.end(train_s)
+            live = [g for g in live if any(g.active)]
+    except BaseException as err:
+        for g in groups:
+            for k, job in enumerate(g.jobs):
+                if g.active[k]:
+                    job.abort(err)
+        raise
     codes += [c for g in groups for c in g.codes.values()]
     return max(codes, default=0)
 
 
 def main(argv=None) -> int:
+    previous = signal.signal(signal.SIGTERM, train._terminate)
     try:
         _, runs = parse_args(argv)
         return run(runs)
     except ValueError as err:
         print(f"statemix.worker: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"statemix.worker: stopped ({err or 'interrupted'}); rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 143 if isinstance(err, train.Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

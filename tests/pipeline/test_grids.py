@@ -18,7 +18,7 @@ def _spec(name="smoke"):
 
 def _write(tmp_path, spec):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path.write_text(yaml.safe_dump({**spec, "name": "bad"}))
     return str(path)
 
 
@@ -144,3 +144,43 @@ def test_budget_costs_a_run_by_hand(tmp_path):
     assert budget.run_cost(grid, other, rates)["s_per_step"] == pytest.approx(1.875 / 100)
     text, fits = budget.estimate(grid, rates)
     assert "| 0 | none |" in text and "fits" in text
+
+
+def test_a_grid_name_must_be_its_own(tmp_path):
+    spec = _spec()
+    copied = tmp_path / "smoke.yaml"
+    copied.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="params/grids/smoke.yaml.*results/smoke/"):
+        grids.load(str(copied), check_names=False)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="name='smoke' must match the file name 'mine'"):
+        grids.load(str(mine), check_names=False)
+    mine.write_text(yaml.safe_dump({**spec, "name": "mine"}))
+    grid = grids.load(str(mine), check_names=False)
+    assert grid.name == "mine" and all(k.startswith("results/mine/") for k in grid.runs)
+
+
+def test_cli_checks_and_estimates_as_the_readme_says(capsys):
+    from statemix import budget
+
+    readme = (grids.ROOT / "README.md").read_text()
+    assert "python -m statemix.grids check GRID" in readme and "python -m statemix.grids estimate GRID" in readme
+    grid = grids.load("smoke")
+    assert grids.main(["check", "smoke"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"grid smoke: ") and f"{len(grid.runs)} runs" in first
+    assert grids.main(["smoke"]) == 0 and capsys.readouterr().out.splitlines()[0] == first
+    code = grids.main(["estimate", "smoke"])
+    out = capsys.readouterr().out
+    assert code == budget.main(["smoke"]) and out == capsys.readouterr().out
+    assert grids.main(["check", "nope"]) == 2 and "allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_every_grid_checkpoints_each_epoch(name):
+    """An interrupted training loses at most one epoch (the committed grids all resume from the last one)."""
+    from statemix import config
+
+    for run in grids.load(name, check_names=False).runs.values():
+        assert config.load(overrides=run.overrides).train.checkpoint_every == 1, run

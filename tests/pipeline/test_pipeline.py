@@ -88,6 +88,15 @@ def test_dry_run_lists_expected_jobs(name):
     assert job_counts(out.stdout + out.stderr) == expected_counts(spec)
 
 
+def test_every_training_gets_a_unique_readable_run_name():
+    out = snakemake(ROOT, "-n", "-p", "--forceall", "--nolock", "--config", "grid=smoke")
+    names = re.findall(r"--run-name (\S+)", out.stdout + out.stderr)
+    grid = grids.load("smoke", check_names=False)
+    assert sorted(names) == sorted(f"{r.task}/{r.arch}/{r.variant}/w{r.width}/s{r.seed}" for r in grid.runs.values())
+    assert len(set(names)) == len(names) and {"S3/lru/base/w8/s0", "S5/lru/base/w8/s0"} <= set(names)
+    assert "in-context-recall/hlru-m2/relu/w8/s0" in names and "in-context-recall/hlru-m2/tanh/w8/s0" in names
+
+
 def test_gpu_plan_dry_runs_with_the_benchmark():
     """The plan a GPU machine makes (forced with STATEMIX_GPU=1) parses, and adds the benchmark job."""
     env = dict(ENV, STATEMIX_GPU="1")
@@ -126,6 +135,12 @@ def test_smoke_report_covers_every_task_and_arch(project):
     metrics = json.loads((project / "reports/smoke/metrics.json").read_text())
     assert metrics["runs"] == len(table)
     assert snakemake(project, "-n", "--config", "grid=smoke").stdout.count("Nothing to be done") == 1
+    logs = sorted((project / "logs/smoke/train").rglob("*.log"))
+    assert len(logs) == len(table)
+    for log in logs:
+        lines = log.read_text().splitlines()
+        assert any(line.startswith("epoch 1/1 ") and "steps/s" in line for line in lines), log
+        assert "statemix.train: " in lines[-1] and "done, 1 epoch(s)" in lines[-1], log
 
 
 @pytest.mark.slow

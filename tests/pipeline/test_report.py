@@ -102,3 +102,15 @@ def test_missing_run_names_the_folder(toy, tmp_path):
     (tmp_path / victim / "metrics.json").unlink()
     with pytest.raises(ValueError, match=victim):
         aggregate.collect(toy, track_runs=False)
+
+
+def test_report_says_which_runs_ran_on_other_hardware(toy, tmp_path):
+    table = aggregate.collect(toy, track_runs=False)
+    assert "toy cpu: 64 run(s) (all runs on the same hardware)" in report.hardware_note(table)
+    moved = table.index[:3]
+    table.loc[moved, "hardware"] = "other cpu x4"
+    note = report.hardware_note(table)
+    assert "toy cpu: 61 run(s); other cpu x4: 3 run(s)" in note and "differences across hardware are expected" in note
+    for r in table.loc[moved].itertuples():
+        assert f"{r.task}/{r.arch}/{r.variant}/w{r.width}/s{r.seed}" in note.split("Runs not on toy cpu")[1]
+    assert note.split("Runs not on toy cpu")[1].count("/s") == 3

@@ -157,3 +157,23 @@ def test_parallel_runs_can_open_a_fresh_store(tmp_path):
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], logs
     assert MlflowClient(f"sqlite:///{tmp_path / 'fresh.db'}").get_experiment_by_name("parallel") is not None
+
+
+def test_live_run_has_real_times_summaries_under_their_own_names_and_the_training_view(tracked):
+    uri, _, out = tracked
+    client = MlflowClient(uri)
+    (run,) = _runs(client)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert client.get_experiment_by_name(EXPERIMENT).tags["mlflow.experimentKind"] == "custom_model_development"
+    history = pd.read_csv(out / "history.csv")
+    summaries = track.summaries(metrics)
+    assert summaries and not set(summaries) & set(history.columns)
+    assert {k: run.data.metrics[k] for k in summaries} == pytest.approx(summaries)
+    assert run.data.metrics["total.steps"] == metrics["steps"] == history["steps"].sum()
+    assert run.data.metrics["final.test_acc"] == pytest.approx(metrics["last"]["test_acc"])
+    for key in ("steps", "eval_s", "train_s"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == len(history)
+    seconds = (run.info.end_time - run.info.start_time) / 1000
+    assert history["train_s"].sum() <= seconds <= metrics["wall_time_s"] + 5
+    assert run.info.run_name == metrics["run_name"] == ("in-context-recall[frac_noise=0.0,noise_vocab_size=0,seq_len=16,vocab_size=16]"
+                                                          "/lstm/norm=softmax/w8/s0")

@@ -29,7 +29,7 @@ TASK_PARAMS = {
     "parity": {"min_len": 3, "max_len": 8, "test_min_len": 8, "test_max_len": 12},
     "modular-counting": {"min_len": 3, "max_len": 8, "test_min_len": 8, "test_max_len": 12},
 }
-TIMING = ("train_s", "eval_s", "steps_per_s", "wall_time_s", "peak_memory_bytes", "provenance")
+TIMING = ("train_s", "eval_s", "steps_per_s", "wall_time_s", "started_at", "ended_at", "peak_memory_bytes", "provenance")
 
 
 @pytest.fixture(scope="module")

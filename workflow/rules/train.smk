@@ -9,6 +9,7 @@ if not BATCH:
           task=lambda wc: run_of(wc).task_name,
           sets=lambda wc: grids.cli_sets(run_of(wc).overrides),
           experiment=f"track.experiment=statemix-{G}",
+          name=lambda wc: f"{wc.task}/{wc.arch}/{wc.variant}/w{wc.width}/s{wc.seed}",
       threads: GRID.spec.get("threads", 1)
       resources:
           **GPUS.resources(GPU_OF, lambda wc: RUN.format(**wc), GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
@@ -17,7 +18,8 @@ if not BATCH:
       shell:
           "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
           " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
-          " --out $(dirname {output}) --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
+          " --out $(dirname {output}) --run-name {params.name} --set {params.experiment} {params.sets} {TRACK_TRAIN}"
+          " > {log} 2>&1"
 
 
 # --config batch=true: one job per task x arch x variant (statemix.grids.train_batches), trained by one
