@@ -14,7 +14,7 @@ fi
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total --format=csv; nproc; git rev-parse HEAD; } > "$out/gpu.txt" 2>&1
 start=$(date +%s)
-timeout "${LM_S:-320}" snakemake --config grid=paper study=lm track=false --cores "$(nproc)" \
+timeout -k 20 "${LM_S:-320}" snakemake --config grid=paper study=lm track=false --cores "$(nproc)" \
   > "$out/snakemake.log" 2>&1
 echo "snakemake rc=$? elapsed=$(( $(date +%s) - start ))s" | tee -a "$out/snakemake.log"
 python3 -m statemix.report_lm --grid paper --out "$out/lm" --no-track 2>&1 | tee -a "$out/snakemake.log"
