@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.statemix-installed
 
-.PHONY: setup test reproduce mlflow lock clean-venv
+.PHONY: setup test test-all reproduce mlflow lock clean-venv
 
 setup: $(STAMP)
 
@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The fast tier skips the tests marked slow (whole-pipeline runs, servers, Slurm); test-all runs everything (CI).
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 reproduce: $(STAMP)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from statemix import grids
+
+pytestmark = pytest.mark.slow  # dvc status over the whole pipeline: `make test-all` runs it, `make test` skips it
 
 ROOT = grids.ROOT
 BIN = Path(sys.executable).parent

@@ -10,6 +10,8 @@ import pytest
 
 from statemix import gpus, grids
 
+pytestmark = pytest.mark.slow  # toy Snakemake workflows and dry runs: `make test-all` runs it, `make test` skips it
+
 ROOT = grids.ROOT
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
 
@@ -65,6 +67,7 @@ def test_per_gpu_pools_are_kept_by_snakemakes_scheduler(tmp_path):
 import sys
 sys.path.insert(0, {str(ROOT / 'src')!r})
 from statemix import gpus
+
 PLAN = gpus.Plan(("0", "1"), 100, cluster=False, use_gpu=True)
 for name, mb in PLAN.pools().items():
     workflow.register_resource(name, mb)

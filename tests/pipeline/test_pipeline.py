@@ -14,6 +14,8 @@ import yaml
 
 from statemix import grids
 
+pytestmark = pytest.mark.slow  # Snakemake and DVC runs of whole grids: `make test-all` runs it, `make test` skips it
+
 ROOT = grids.ROOT
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",

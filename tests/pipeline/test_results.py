@@ -16,6 +16,8 @@ from statemix import results
 
 from test_pipeline import ENV, ROOT, job_counts, sh
 
+pytestmark = pytest.mark.slow  # trains and clones a tiny committed grid: `make test-all` runs it, `make test` skips it
+
 TINY = {
     "name": "paper", "description": "tiny committed grid for the persistence test", "seeds": [0],
     "threads": 1, "gpu_mem_mb": 500, "benchmark": False, "results": "committed",

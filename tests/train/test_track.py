@@ -72,6 +72,7 @@ def test_run_has_params_history_tags_and_artifacts(tracked):
     assert Path(path).read_text() == (out / "metrics.json").read_text()
 
 
+@pytest.mark.slow
 def test_import_is_idempotent(tracked, tmp_path, capsys):
     uri, results, out = tracked
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
@@ -109,6 +110,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mlflow_server_serves_the_run(tracked, tmp_path):
     uri, _, out = tracked
     port = _free_port()
@@ -148,6 +150,7 @@ def test_mlflow_server_serves_the_run(tracked, tmp_path):
             server.wait()
 
 
+@pytest.mark.slow
 def test_parallel_runs_can_open_a_fresh_store(tmp_path):
     """Several trainings (Snakemake jobs) start at once on a store that does not exist yet."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}

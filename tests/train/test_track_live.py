@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from statemix import config, track
 from statemix.data import generate
+
+pytestmark = pytest.mark.slow  # 16 concurrent trainings and signalled processes: `make test-all` runs it, `make test` skips it
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}

@@ -79,6 +79,7 @@ def _subprocess(args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_bitwise_equal_metrics(datasets, tmp_path):
     data = datasets / "in-context-recall"
     extra = ("--set", "train.max_epochs=25", "--set", "train.early_stop_acc=0", "--set", "train.lr=0.003")
