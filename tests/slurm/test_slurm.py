@@ -146,7 +146,13 @@ def test_smoke_grid_through_slurm_survives_a_scancel(tmp_path, cluster):
     assert after[:len(before) - 1] == before[:-1], "the resubmitted job restarted instead of resuming"
 
     tracked = _mlflow_runs(cluster_env["MLFLOW_TRACKING_URI"], "statemix-slurm-smoke")
-    keys = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "statemix_run_key") for r in tracked)
+    finished = [r for r in tracked if r["info"]["status"] == "FINISHED"]
+    keys = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "statemix_run_key") for r in finished)
     on_disk = sorted(hashlib.sha256((project / k / "metrics.json").read_bytes()).hexdigest() for k in runs)
     assert keys == on_disk
-    assert {r["info"]["status"] for r in tracked} == {"FINISHED"}
+    # the scancelled job's live run ended KILLED; its resubmission logged a new run, FINISHED above
+    ended = [(r["info"]["status"], next(t["value"] for t in r["data"]["tags"] if t["key"] == "out_dir"))
+             for r in tracked if r["info"]["status"] != "FINISHED"]
+    assert [status for status, _ in ended] == ["KILLED"]
+    rel = long_run.relative_to(project).parts
+    assert Path(ended[0][1]).parts[-len(rel):] == rel
