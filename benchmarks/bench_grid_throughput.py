@@ -1,7 +1,9 @@
 """Grid throughput: optimizer steps/s of a fixed mix of trainings through the real pipeline code.
 
-The mix is the main study's architectures x widths x seeds on in-context recall (MAD's shape: B=128,
-T=127 by default, d=128, 2 blocks), each run exactly `--epochs` x `--steps` optimizer steps (early stop off).
+The mix is the paper grid's main study on in-context recall (MAD's shape: B=128, T=127, d=128, 2 blocks):
+its architectures, each at its first three widths there (params/grids/paper.yaml, so every baseline at a
+valid size) x 3 seeds, each run exactly `--epochs` x `--steps` optimizer steps (early stop off; 100 steps
+is one epoch of MAD's 12,800 training examples).
 Three ways are timed in one run, on the same data:
   pool:   today's path, one `python -m statemix.train` process per run, `--concurrency` at a time, eager
           (train.cuda_graphs=off), as the Snakemake GPU pool runs them;
@@ -35,9 +37,15 @@ sys.path.insert(0, str(ROOT / "src"))
 from statemix.data import generate  # noqa: E402
 from statemix.io import atomic_write_text  # noqa: E402
 
-ARCHS = ("lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "mamba2", "gdn", "lstm")
-WIDTHS = (32, 64, 128)
 SEEDS = (0, 1, 2)
+
+
+def main_study_widths(n: int = 3) -> dict:
+    """{arch: its first n widths} of the paper grid's main study."""
+    import yaml
+
+    main = yaml.safe_load((ROOT / "params/grids/paper.yaml").read_text())["studies"]["main"]
+    return {a: list(main.get("widths_by_arch", {}).get(a, main["widths"]))[:n] for a in main["archs"]}
 
 
 class GpuSampler:
@@ -105,16 +113,22 @@ def phase(name, jobs, concurrency, tmp):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--archs", nargs="+", default=list(ARCHS))
-    p.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS))
+    p.add_argument("--archs", nargs="+", default=None, help="default: the main study's")
+    p.add_argument("--widths", nargs="+", type=int, default=None,
+                   help="the same widths for every arch (default: each arch's first three in the main study)")
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    p.add_argument("--steps", type=int, default=25, help="optimizer steps per epoch (train rows = steps x 128)")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch (train rows = steps x 128)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=16, help="processes at a time on today's path")
-    p.add_argument("--single-widths", nargs="+", type=int, default=None, help="widths timed alone (default all)")
+    p.add_argument("--single-widths", nargs="+", type=int, default=None,
+                   help="widths timed alone (default: each arch's first)")
+    p.add_argument("--single-archs", nargs="+", default=None, help="archs timed alone (default all)")
     p.add_argument("--skip-pool", action="store_true", help="skip today's path (quick checks only)")
     p.add_argument("--out", default="reports/benchmarks/bench_grid_throughput")
     args = p.parse_args(argv)
+    study = main_study_widths()
+    args.archs = args.archs or list(study)
+    args.widths_of = {a: args.widths or study.get(a, [32]) for a in args.archs}
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -122,7 +136,7 @@ def main(argv=None):
         generate("in-context-recall", "train", data / "train", seed=0, sets={"num_examples": 128 * args.steps})
         generate("in-context-recall", "test", data / "test", seed=1, sets={"num_examples": 256})
         base = [py, "-m", "statemix.train", "--task", "in-context-recall", "--data", str(data)]
-        grid = [(a, w, s) for a in args.archs for w in args.widths for s in args.seeds]
+        grid = [(a, w, s) for a in args.archs for w in args.widths_of[a] for s in args.seeds]
         results = {}
         if not args.skip_pool:
             jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
@@ -133,15 +147,15 @@ def main(argv=None):
             cmd = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--arch", a, "--data", str(data),
                    *_sets(args, "auto")]
             folders = []
-            for w in args.widths:
+            for w in args.widths_of[a]:
                 for s in args.seeds:
                     folders.append(tmp / f"worker/{a}_{w}_{s}")
                     cmd += ["--run", f"{w},{s},{folders[-1]}"]
             jobs.append((cmd, folders))
         results["one worker per architecture (graphed, stacked)"] = phase("worker", jobs, len(jobs), tmp)
         singles = {}
-        for a in args.archs:
-            for w in args.single_widths or args.widths:
+        for a in args.single_archs or args.archs:
+            for w in args.single_widths or args.widths_of[a][:1]:
                 out = tmp / f"single/{a}_{w}"
                 singles[a, w] = phase(f"single_{a}_{w}", [([*base, "--arch", a, "--width", str(w), "--seed", "0",
                                                              "--out", str(out), *_sets(args, "auto")], [out])], 1, tmp)
@@ -183,8 +197,8 @@ def write(args, results, singles):
     base = mix.get("one process per run (eager, today)", float("nan"))
     header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
               f"Hardware: {hw['hardware']}; torch {hw['torch']}; triton {hw['triton']}; commit {hw['git_commit']}"
-              f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs x widths {args.widths} x seeds "
-              f"{args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
+              f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs at widths "
+              f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
               f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
               f"one run's steps / its training time. Per-arch rows: one run's steps/s over its training time, "
               f"`single` = one graphed run alone, `batched` = inside its architecture's worker while all workers "

@@ -23,8 +23,12 @@ if not BATCH:
 
 
 # --config batch=true: one job per task x arch x variant (statemix.grids.train_batches), trained by one
-# `python -m statemix.worker` process; each run keeps its own folder and metrics.json.
-for _i, (_key, _runs) in enumerate(grids.train_batches(SELECTED).items() if BATCH else ()):
+# `python -m statemix.worker` process; each run keeps its own folder and metrics.json. Committed finished runs
+# join no batch (Snakemake would delete their files before rerunning it), and each batch is placed on one GPU.
+_DONE = FINISHED if results.committed(GRID) else {}
+BATCHES = grids.train_batches([r for r in SELECTED if r.path(G) not in _DONE]) if BATCH else {}
+GPU_OF_BATCH = gpus.assign({k: sum(gpus.run_steps(GRID, r) for r in rs) for k, rs in BATCHES.items()}, GPUS.gpus)
+for _i, (_key, _runs) in enumerate(BATCHES.items()):
     rule:
         name: f"train_batch_{_i}"
         input:
@@ -40,9 +44,9 @@ for _i, (_key, _runs) in enumerate(grids.train_batches(SELECTED).items() if BATC
             experiment=f"track.experiment=statemix-{G}",
         threads: GRID.spec.get("threads", 1)
         resources:
-            gpu_mem_mb=GRID.spec.get("gpu_mem_mb", 0) if USE_GPU else 0,
+            **GPUS.resources(GPU_OF_BATCH, lambda wc, key=_key: key, GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
         log:
             f"logs/{G}/train_batch/{_key}.log",
         shell:
-            "OMP_NUM_THREADS={threads} {PY} -m statemix.worker --task {params.task} --arch {params.arch}"
+            "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.worker --task {params.task} --arch {params.arch}"
             " {params.runs} --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
