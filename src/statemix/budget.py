@@ -2,15 +2,20 @@
 
     python -m statemix.budget paper [--pilot reports/pilot/summary.csv] [--bench CSV] [--chunk CSV]
 
-One run costs `epochs x seconds per epoch`, with `concurrency` runs sharing the GPU:
+The grid trains in batch workers (`--config batch=true`, statemix.worker): the seeds of one task x arch x
+variant x width stack into one model and step together, so such a cell costs one run's steps, whatever its
+seed count; an architecture that cannot stack (a module with no stacked twin, or the compression
+AutoEncoder's learned position table) costs each run's steps. A cell or run costs
+`epochs x (train batches + eval batches / 3) x GPU-seconds per step`:
 - epochs: the first epoch at early-stop accuracy that the pilot saw for the same task instance and arch at a
   width no larger than the run's (more state is assumed to learn no slower); otherwise train.max_epochs, the
-  worst case the protocol allows.
-- seconds per epoch: batches per epoch / steps/s, plus the pilot's eval share. steps/s comes, first found, from
-  (1) the throughput benchmark `reports/benchmarks/bench_grid_throughput.csv` (arch, width, mode, steps_per_s;
-  `batched` rows preferred), (2) the pilot, same task and arch (steps/s measured with the pilot's concurrency),
-  (3) the pilot, same arch on another task, scaled by sequence length, (4) the S5 chunk of
-  reports/benchmarks/paper_chunk_h200/runs.csv, scaled likewise. The table says which source each cell used.
+  worst case the protocol allows. An evaluation step (forward only) is counted as a third of a train step.
+- GPU-seconds per step, first found: (1) the throughput benchmark `reports/benchmarks/bench_grid_throughput.csv`,
+  its `batched` rows: every worker ran at once, so a step of one group held the GPU for
+  1 / (its steps/s x the groups that ran side by side); scaled by sequence length / 128 above MAD's 128 (the
+  benchmark's task); (2) the pilot, same task and arch, (3) the pilot, same arch on another task, scaled by
+  sequence length, (4) the S5 chunk of reports/benchmarks/paper_chunk_h200/runs.csv, scaled likewise; (2)-(4)
+  were measured with `budget.concurrency` trainings sharing the GPU, so their seconds are divided by it.
 The grid's `budget.cuts` (params/grids/<grid>.yaml) remove runs in the stated order; the table prints the
 hours after each cut, and the exit status is 1 when the cut grid still exceeds `budget.gpu_hours`.
 """
@@ -30,6 +35,8 @@ PILOT = REPORTS / "pilot" / "summary.csv"
 BENCH = REPORTS / "benchmarks" / "bench_grid_throughput.csv"
 CHUNK = REPORTS / "benchmarks" / "paper_chunk_h200" / "runs.csv"
 CHUNK_SEQ_LEN = 16
+BENCH_SEQ_LEN = 128
+EVAL_STEP = 1 / 3
 PROXY = {"hlru-m1": "lru", "bdlru-m1": "lru", "hlru-m3": "hlru-m4", "hlru-m5": "hlru-m4", "bdlru-m3": "bdlru-m4",
          "bdlru-m5": "bdlru-m4", "bdlru-m8": "bdlru-m4", "lru-complex": "lru", "dproduct": "gdn",
          "dproduct-h4": "gdn"}
@@ -47,6 +54,12 @@ class Rates:
         self.pilot, self.bench, self.chunk = _read(pilot), _read(bench), _read(chunk)
         if self.pilot is not None:
             self.pilot = self.pilot[self.pilot["epochs"] > 0]
+        self.groups = 0
+        if self.bench is not None:
+            ok = self.bench[self.bench["mode"].eq("batched") & self.bench["steps_per_s"].notna()]
+            self.bench = ok if len(ok) else None
+            if self.bench is not None:
+                self.groups = int((ok["runs"] / ok["stacked_runs"].fillna(1)).sum())
 
     @staticmethod
     def _nearest(rows: pd.DataFrame, width: int) -> pd.Series:
@@ -61,27 +74,33 @@ class Rates:
                 return min(int(hit["first_epoch_at_stop_acc"].max()), max_epochs), "pilot early stop"
         return max_epochs, "max_epochs"
 
-    def seconds_per_step(self, task: str, task_name: str, seq_len: int, arch: str, width: int) -> tuple[float, str]:
-        """Seconds per optimizer step, evaluation included, and where the number came from."""
+    def seconds_per_step(self, task: str, task_name: str, seq_len: int, arch: str, width: int,
+                         concurrency: int) -> tuple[float, str]:
+        """GPU-seconds of one optimizer step (of a whole stack, where it stacks), and where it came from."""
         try:
-            return self._seconds_per_step(task, seq_len, arch, width)
+            return self._seconds_per_step(task, seq_len, arch, width, concurrency)
         except ValueError:
             if arch not in PROXY:
                 raise
-            sps, source = self._seconds_per_step(task, seq_len, PROXY[arch], width)
+            sps, source = self._seconds_per_step(task, seq_len, PROXY[arch], width, concurrency)
             return sps * (2.0 if arch.startswith("dproduct") else 1.0), f"proxy {PROXY[arch]}: {source}"
 
-    def _seconds_per_step(self, task: str, seq_len: int, arch: str, width: int) -> tuple[float, str]:
+    def _seconds_per_step(self, task: str, seq_len: int, arch: str, width: int, conc: int) -> tuple[float, str]:
+        if self.bench is not None:
+            rows = self.bench[self.bench["arch"].eq(arch)]
+            if len(rows):
+                row = self._nearest(rows, width)
+                scale = max(seq_len / BENCH_SEQ_LEN, 1.0)
+                return (scale / float(row["steps_per_s"]) / self.groups,
+                        f"benchmark (batched, w{int(row['width'])}, {self.groups} groups side by side)")
+        seconds, source = self._shared(task, seq_len, arch, width)
+        return seconds / conc, source
+
+    def _shared(self, task: str, seq_len: int, arch: str, width: int) -> tuple[float, str]:
         eval_share = 1.0
         p = self.pilot
         if p is not None and len(p):
             eval_share = float((p["s_per_epoch"] * p["steps_per_s"] / p["steps_per_epoch"]).median())
-        if self.bench is not None:
-            rows = self.bench[self.bench["arch"].eq(arch)]
-            if len(rows):
-                batched = rows[rows["mode"].eq("batched")]
-                row = self._nearest(batched if len(batched) else rows, width)
-                return eval_share / float(row["steps_per_s"]), f"benchmark ({row['mode']}, w{int(row['width'])})"
         if p is not None:
             settled = p[p["epochs"].ge(3)]
             p = settled if len(settled) else p
@@ -109,39 +128,70 @@ def _train_config(overrides: tuple) -> config.TrainConfig:
     return config.load(overrides=overrides).train
 
 
-def run_cost(grid: grids.Grid, run: grids.Run, rates: Rates) -> dict:
-    """Expected epochs, batches per epoch, seconds per step and seconds of one run, with their sources."""
+@functools.lru_cache(maxsize=None)
+def stackable(arch: str, width: int, task_name: str, overrides: tuple) -> bool:
+    """Whether a batch worker stacks this cell's seeds (statemix.stack), from the model it would build."""
+    from statemix import stack, train
+    from statemix.tasks import TASKS
+
+    cfg = config.load(overrides=list(overrides) + [f"model.arch={arch}", f"model.width={width}"])
+    backbone = TASKS[task_name].backbone if cfg.model.backbone == "auto" else cfg.model.backbone
+    return stack.unstackable(train.make_model(cfg, 16, 8, backbone)) is None
+
+
+def run_cost(grid: grids.Grid, run: grids.Run, rates: Rates, concurrency: int = 1) -> dict:
+    """Expected epochs, batches per epoch, GPU-seconds per step and of the run alone, with their sources."""
     train = _train_config(run.overrides)
     ds = grid.full_datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
     n, seq_len = ds.train_shape()
     batches = -(-n // train.batch_size)
+    n_test = int(ds.split_params["test"].get("num_examples", _test_examples(ds.task)))
+    eval_batches = -(-n_test // train.eval_batch_size)
     epochs, epoch_source = rates.epochs(run.task, run.arch, run.width, train.max_epochs)
-    sps, rate_source = rates.seconds_per_step(run.task, ds.task, seq_len, run.arch, run.width)
-    return {"study": run.studies[0], "task": run.task, "arch": run.arch, "width": run.width, "seed": run.seed,
-            "epochs": epochs, "batches": batches, "s_per_step": sps, "seconds": epochs * batches * sps,
+    sps, rate_source = rates.seconds_per_step(run.task, ds.task, seq_len, run.arch, run.width, concurrency)
+    return {"study": run.studies[0], "task": run.task, "arch": run.arch, "variant": run.variant,
+            "width": run.width, "seed": run.seed, "epochs": epochs, "batches": batches, "s_per_step": sps,
+            "seconds": epochs * (batches + EVAL_STEP * eval_batches) * sps,
+            "stacks": stackable(run.arch, run.width, ds.task, tuple(run.overrides)),
             "epochs_from": epoch_source, "rate_from": rate_source}
 
 
-def costs(grid: grids.Grid, runs: dict, rates: Rates) -> pd.DataFrame:
+def _test_examples(task_name: str) -> int:
+    from statemix.tasks import TASKS
+
+    return int(TASKS[task_name].num_examples["test"])
+
+
+def costs(grid: grids.Grid, runs: dict, rates: Rates, concurrency: int = 1) -> pd.DataFrame:
     """One row per run (indexed by its result folder) with its expected cost."""
-    return pd.DataFrame([run_cost(grid, r, rates) for r in runs.values()], index=list(runs))
+    return pd.DataFrame([run_cost(grid, r, rates, concurrency) for r in runs.values()], index=list(runs))
+
+
+def gpu_seconds(df: pd.DataFrame) -> float:
+    """GPU-seconds of these runs in batch workers: a stacking cell costs its dearest seed once, others each run."""
+    if not len(df):
+        return 0.0
+    alone = df.loc[~df["stacks"], "seconds"].sum()
+    stacked = df[df["stacks"]].groupby(["task", "arch", "variant", "width"])["seconds"].max().sum()
+    return float(alone + stacked)
 
 
 def estimate(grid: grids.Grid, rates: Rates) -> tuple[str, bool]:
     """The markdown budget: per study at full protocol, then the hours after each cut; True when it fits."""
     spec = grid.spec.get("budget", {})
     limit, conc = float(spec.get("gpu_hours", 2.0)), int(spec.get("concurrency", 16))
-    full = costs(grid, grid.full_runs, rates)
-    hours = lambda df: df["seconds"].sum() / conc / 3600  # noqa: E731
-    lines = [f"grid {grid.name}: {len(grid.full_runs)} runs at full protocol, {conc} trainings share one GPU, "
-             f"limit {limit:g} GPU-hours", "",
+    full = costs(grid, grid.full_runs, rates, conc)
+    hours = lambda df: gpu_seconds(df) / 3600  # noqa: E731
+    lines = [f"grid {grid.name}: {len(grid.full_runs)} runs at full protocol, trained in batch workers (seeds "
+             f"stacked where the model stacks), limit {limit:g} GPU-hours", "",
              "Per study at full protocol (epochs: pilot early stop where seen, else max_epochs):", "",
-             "| study | runs | steps | slot-hours | GPU-hours |", "|---|---|---|---|---|"]
+             "| study | runs | stacked cells | run-steps | GPU-hours |", "|---|---|---|---|---|"]
     for study, rows in full.groupby("study", sort=False):
-        lines.append(f"| {study} | {len(rows)} | {int((rows['epochs'] * rows['batches']).sum()):,} | "
-                     f"{rows['seconds'].sum() / 3600:.1f} | {hours(rows):.2f} |")
-    lines += [f"| total | {len(full)} | {int((full['epochs'] * full['batches']).sum()):,} | "
-              f"{full['seconds'].sum() / 3600:.1f} | {hours(full):.2f} |", "",
+        cells = rows[rows["stacks"]].groupby(["task", "arch", "variant", "width"]).ngroups
+        lines.append(f"| {study} | {len(rows)} | {cells} | {int((rows['epochs'] * rows['batches']).sum()):,} | "
+                     f"{hours(rows):.2f} |")
+    lines += [f"| total | {len(full)} | | {int((full['epochs'] * full['batches']).sum()):,} | "
+              f"{hours(full):.2f} |", "",
               "Cuts, in the order applied (params/grids, `budget.cuts`):", "",
               "| # | cut | runs removed | runs left | GPU-hours left |", "|---|---|---|---|---|",
               f"| 0 | none | 0 | {len(full)} | {hours(full):.2f} |"]
@@ -154,21 +204,22 @@ def estimate(grid: grids.Grid, rates: Rates) -> tuple[str, bool]:
     final = full.loc[list(grid.runs)]
     longest = final.loc[final["seconds"].idxmax()] if len(final) else None
     fits = hours(final) <= limit
-    by_arch = final.groupby("arch")["seconds"].agg(["size", "sum"]).sort_values("sum", ascending=False)
-    lines += ["", "After the cuts, per arch: " + "; ".join(f"{a} {int(r['size'])} runs {r['sum'] / conc / 3600:.2f} h"
-                                                       for a, r in by_arch.iterrows()) + "."]
+    by_arch = {a: (len(rows), hours(rows)) for a, rows in final.groupby("arch")}
+    lines += ["", "After the cuts, per arch: " + "; ".join(
+        f"{a} {n} runs {h:.2f} h" for a, (n, h) in sorted(by_arch.items(), key=lambda kv: -kv[1][1])) + "."]
     lines += ["", f"After the cuts: {len(final)} runs, {hours(final):.2f} GPU-hours "
               f"({'fits' if fits else 'does NOT fit'} in {limit:g}).",
               "" if longest is None else f"Longest single run: {longest['task']} {longest['arch']} w{longest['width']}, "
-              f"{longest['seconds'] / 3600:.2f} h.", "",
+              f"{longest['seconds'] / 3600:.2f} GPU-hours ({longest['epochs']} epochs of {longest['batches']} steps).",
+              "",
               "Rate sources used: " + "; ".join(f"{k} ({v})" for k, v in final["rate_from"].str.split(",").str[0]
                                                  .str.replace(r" w\d+$", "", regex=True).value_counts().items())
               + ". Epoch sources: " + "; ".join(f"{k} ({v})" for k, v in final["epochs_from"].value_counts().items())
               + "."]
     if rates.bench is None:
-        lines.append("`reports/benchmarks/bench_grid_throughput.csv` is absent: steps/s come from the pilot "
-                     "(reports/pilot/summary.csv, measured with its runs sharing the H200) and, for an arch it "
-                     "lacks, from the S5 chunk (reports/benchmarks/paper_chunk_h200/runs.csv).")
+        lines.append("`reports/benchmarks/bench_grid_throughput.csv` has no batched rows: steps/s come from the "
+                     "pilot (reports/pilot/summary.csv, measured with its runs sharing the H200) and, for an arch "
+                     "it lacks, from the S5 chunk (reports/benchmarks/paper_chunk_h200/runs.csv).")
     return "\n".join(lines), fits
 
 

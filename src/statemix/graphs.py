@@ -94,6 +94,9 @@ class Steps:
         self.finite = torch.ones(K, dtype=torch.bool, device=device)
         self.preds = torch.empty((K, self.n + 1, self.y.shape[-1]), dtype=torch.long, device=device)
         self.graph, self.evals, self.batches = None, {}, None
+        # Each Steps captures on its own stream: cuBLAS keys its workspace by stream, and graphs captured on
+        # one shared stream would share it, racing when a worker replays them side by side on their streams.
+        self.capture_stream = torch.cuda.Stream(device) if graphed else None
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -152,7 +155,7 @@ class Steps:
     def _capture(self, body):
         """Warm `body` up on a side stream, undo what the warm-up changed, then capture it (None on failure)."""
         snapshot = self._snapshot()
-        side = torch.cuda.Stream(self.device)
+        side = self.capture_stream
         side.wait_stream(torch.cuda.current_stream(self.device))
         try:
             with torch.cuda.stream(side):
@@ -163,7 +166,7 @@ class Steps:
             self._restore(snapshot)
             self.optimizer.zero_grad(set_to_none=True)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=side):
                 body()
             torch.cuda.synchronize(self.device)
             return graph
@@ -251,14 +254,14 @@ class _Eval:
         self.preds[:, self.idx] = logits.argmax(-1).view(s.K, self.idx.shape[0], -1)
 
     def _capture(self):
-        side = torch.cuda.Stream(self.s.device)
+        side = self.s.capture_stream
         side.wait_stream(torch.cuda.current_stream(self.s.device))
         try:
             with torch.cuda.stream(side):
                 self._body()
             torch.cuda.current_stream(self.s.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=side):
                 self._body()
             torch.cuda.synchronize(self.s.device)
             return graph

@@ -81,9 +81,7 @@ TWINS = {nn.Linear: StackedLinear, nn.LayerNorm: StackedNorm, nn.RMSNorm: Stacke
 
 
 def unstackable(model: nn.Module) -> str | None:
-    """Why `model` cannot be stacked (a module with parameters outside TWINS, or a table read directly), or None."""
-    if getattr(model, "positions", None) == "learned":
-        return "learned positions are read as a raw table"
+    """Why `model` cannot be stacked (a module with parameters outside TWINS), or None."""
     for name, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)) and type(module) not in TWINS:
             return f"{name or 'model'} ({type(module).__name__}) owns parameters that have no stacked twin"

@@ -112,17 +112,27 @@ def test_resume_after_kill_loses_at_most_one_epoch(data, tmp_path, monkeypatch):
         assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
 
 
-def test_stacked_model_matches_each_model():
+@pytest.mark.parametrize("backbone", ["lm", "autoencoder"])
+def test_stacked_model_matches_each_model(backbone):
+    """The compression AutoEncoder stacks too: each run reads its own learned position table."""
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model("bdlru-m4", 8, 11, 12, d_model=16, n_layers=1))
+        models.append(build_model("bdlru-m4", 8, 11, 12, d_model=16, n_layers=1, backbone=backbone))
+    assert stack.unstackable(models[0]) is None
     stacked = stack.stack_models(models)
     x = torch.randint(0, 11, (3, 5, 12))
     out = stacked(x.flatten(0, 1)).view(3, 5, 12, -1)
     for k, m in enumerate(models):
         torch.testing.assert_close(out[k], m(x[k]), rtol=1e-6, atol=1e-6)
         assert all(torch.equal(v, m.state_dict()[name]) for name, v in stack.unstack_state(stacked, k).items())
+    out.square().sum().backward()
+    for m in models:
+        m(x[models.index(m)]).square().sum().backward()
+    grads = dict(stacked.named_parameters())
+    for k, m in enumerate(models):
+        for name, p in m.named_parameters():
+            torch.testing.assert_close(grads[name].grad[k], p.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_cuda_graphs_value_is_named():

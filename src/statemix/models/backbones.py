@@ -146,18 +146,24 @@ class AutoEncoder(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
+    def _learned(self, rows, length):
+        """The learned table's first `length` rows `[rows, length, D]`, looked up (not sliced) per batch row,
+        so that a stacked twin of the table (statemix.stack) serves each run its own."""
+        ids = torch.arange(length, device=self.pos_embeds.weight.device).expand(rows, length)
+        return self.pos_embeds(ids)
+
     def encode(self, tokens):
         """tokens `[B, T]` -> code `[B, D]` (the last position's hidden state)."""
         x = self.token_embeds(tokens)
         if self.positions == "learned":
-            x = x + self.pos_embeds.weight[: tokens.shape[1]]
+            x = x + self._learned(*tokens.shape)
         for layer in self.encoder:
             x = layer(x)
         return x[:, -1]
 
     def decode(self, code, length):
         """code `[B, D]` -> logits `[B, length, V]`."""
-        pos = self.pos_embeds.weight[:length] if self.positions == "learned" else self.dec_positions[:length]
+        pos = self._learned(code.shape[0], length) if self.positions == "learned" else self.dec_positions[:length]
         return self.unembed(self.decoder(code[:, None] + pos))
 
     def forward(self, tokens):
