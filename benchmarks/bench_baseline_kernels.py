@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from statemix.io import atomic_write_text
-from statemix.models.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
+from statemix.mixers.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
                                         gated_delta_rule_chunked, gated_delta_rule_library, l2norm)
-from statemix.models.mamba2 import ssd_chunked, ssd_library
+from statemix.mixers.mamba2 import ssd_chunked, ssd_library
 
 SHAPES = {"mad": dict(B=128, T=256), "long": dict(B=8, T=4096)}
 KERNELS = ("ssd", "gdn", "dproduct", "gdn-guard-lifted")

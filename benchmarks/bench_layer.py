@@ -12,7 +12,7 @@ import os
 import torch
 from timing import hardware, markdown, median_ms, stamp, write_atomic, write_csv
 
-from statemix.layers import BDLRU, HLRU
+from statemix.mixers import BDLRU, HLRU
 
 LAYERS = [("bdlru", 1), ("bdlru", 2), ("bdlru", 4), ("bdlru", 8), ("hlru", 2), ("hlru", 4)]
 

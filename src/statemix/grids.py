@@ -32,7 +32,7 @@ BASE_VARIANT = "base"
 FINGERPRINT_CODE = [
     "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/runs.py", "src/statemix/config.py",
     "src/statemix/metrics.py", "src/statemix/graphs.py", "src/statemix/stack.py", "src/statemix/models/*.py",
-    "src/statemix/layers/*.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
+    "src/statemix/mixers/*.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
 ]
 
 STAGE_CODE = {
@@ -44,7 +44,7 @@ STAGE_CODE = {
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
                "src/statemix/claims.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
-                  "src/statemix/layers/*.py"],
+                  "src/statemix/mixers/*.py"],
 }
 
 

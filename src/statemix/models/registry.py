@@ -25,12 +25,7 @@ from typing import Callable
 
 import torch
 
-from statemix.layers import BDLRU, HLRU
-
-from .deltanet import GatedDeltaNet, GatedDeltaProduct
-from .lru_complex import LRUComplex
-from .lstm import LSTM
-from .mamba2 import Mamba2
+from statemix.mixers import BDLRU, HLRU, LSTM, GatedDeltaNet, GatedDeltaProduct, LRUComplex, Mamba2
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
 GDN_HEADS = (4, 2, 1)

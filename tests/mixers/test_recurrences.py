@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from statemix.models.delta_rule import (gated_delta_product_chunked, gated_delta_product_ref,
+from statemix.mixers.delta_rule import (gated_delta_product_chunked, gated_delta_product_ref,
                                         gated_delta_rule_chunked, gated_delta_rule_ref, l2norm)
-from statemix.models.lru_complex import LRUComplex, lru_scan_chunked, lru_scan_ref
-from statemix.models.mamba2 import ssd_chunked, ssd_ref
+from statemix.mixers.lru_complex import LRUComplex, lru_scan_chunked, lru_scan_ref
+from statemix.mixers.mamba2 import ssd_chunked, ssd_ref
 
 F64 = dict(dtype=torch.float64)
 

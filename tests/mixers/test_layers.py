@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from statemix.layers import BDLRU, HLRU, BDLRUNonSelective, HLRUNonSelective
+from statemix.mixers import BDLRU, HLRU, BDLRUNonSelective, HLRUNonSelective
 
 D = 16
 LAYERS = {

@@ -4,7 +4,7 @@ from torch import nn
 
 from statemix.ops import hlru
 
-from .common import RecurrentLayer, init_linear
+from .recurrent import RecurrentLayer, init_linear
 
 
 def lag_stack(s, initial_state, M):

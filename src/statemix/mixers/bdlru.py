@@ -4,7 +4,7 @@ from torch import nn
 
 from statemix.ops import bdlru
 
-from .common import RecurrentLayer, init_linear
+from .recurrent import RecurrentLayer, init_linear
 
 
 class BDLRU(RecurrentLayer):
