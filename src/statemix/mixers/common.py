@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKENDS = ("auto", "torch", "library")
+BASELINE_BACKENDS = ("auto", "torch", "library")
 
 
 def acc(t):
@@ -25,8 +25,8 @@ def no_autocast(fn):
 
 
 def check_backend(backend):
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: got {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend not in BASELINE_BACKENDS:
+        raise ValueError(f"backend: got {backend!r}; allowed: {', '.join(BASELINE_BACKENDS)}")
     return backend
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .registry import registry
 
-NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
+BACKBONE_NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
 
 
 class SwiGLU(nn.Module):
@@ -84,8 +84,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"init: got {init!r}; allowed: {', '.join(INITS)}")
         self.redraw_linear = init == "fork"
         self.token_embeds = nn.Embedding(vocab_size, d_model)
-        self.layers = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
-        self.norm = NORMS[norm](d_model)
+        self.layers = nn.ModuleList(Residual(BACKBONE_NORMS[norm](d_model), layer) for layer in layers)
+        self.norm = BACKBONE_NORMS[norm](d_model)
         self.unembed = nn.Linear(d_model, vocab_size)
         self.apply(self._init_weights)
 
@@ -126,10 +126,10 @@ class AutoEncoder(nn.Module):
             self.pos_embeds = nn.Embedding(seq_len, d_model)
         else:
             self.register_buffer("dec_positions", sincos_positions(seq_len, d_model), persistent=False)
-        self.encoder = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
-        self.decoder = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
-                                     NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU())
-        self.unembed = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, vocab_size))
+        self.encoder = nn.ModuleList(Residual(BACKBONE_NORMS[norm](d_model), layer) for layer in layers)
+        self.decoder = nn.Sequential(BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
+                                     BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU())
+        self.unembed = nn.Sequential(BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, vocab_size))
         mixers = [layer for layer in layers if not isinstance(layer, tuple(CHANNEL_MIXERS.values()))]
         kept = [{k: v.clone() for k, v in mixer.state_dict().items()} for mixer in mixers]
         self.apply(self._init_weights)
@@ -177,7 +177,7 @@ def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backb
     """
     for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
                               ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
-                              ("backbone_norm", backbone_norm, tuple(NORMS)), ("init", init, INITS),
+                              ("backbone_norm", backbone_norm, tuple(BACKBONE_NORMS)), ("init", init, INITS),
                               ("positions", positions, POSITIONS)):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
