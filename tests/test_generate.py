@@ -1,4 +1,4 @@
-"""The data stage CLI: files, manifest, idempotent re-runs, recovery, clear errors."""
+"""The generate stage CLI: files, manifest, idempotent re-runs, recovery, clear errors."""
 import json
 import os
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from statemix import data
+from statemix import generate
 from statemix.io import sha256_array
 from statemix.tasks import make_dataset
 
@@ -19,7 +19,7 @@ ARGS = ["--task", "selective-copying", "--split", "test", "--seed", "3",
 
 def test_writes_arrays_and_manifest(tmp_path):
     out = tmp_path / "d" / "test"
-    data.main(ARGS + ["--out", str(out)])
+    generate.main(ARGS + ["--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["inputs.npy", "manifest.json", "targets.npy"]
     m = json.loads((out / "manifest.json").read_text())
     x, y = np.load(out / "inputs.npy"), np.load(out / "targets.npy")
@@ -35,13 +35,13 @@ def test_writes_arrays_and_manifest(tmp_path):
 
 def test_rerun_is_a_no_op_and_changes_regenerate(tmp_path):
     out = tmp_path / "train"
-    data.main(["--task", "compression", "--split", "train", "--out", str(out),
+    generate.main(["--task", "compression", "--split", "train", "--out", str(out),
                "--set", "num_examples=20"])
     stamp = (out / "inputs.npy").stat().st_mtime_ns
-    data.main(["--task", "compression", "--split", "train", "--out", str(out),
+    generate.main(["--task", "compression", "--split", "train", "--out", str(out),
                "--set", "num_examples=20"])
     assert (out / "inputs.npy").stat().st_mtime_ns == stamp
-    m = data.main(["--task", "compression", "--split", "train", "--out", str(out),
+    m = generate.main(["--task", "compression", "--split", "train", "--out", str(out),
                    "--set", "num_examples=30"])
     assert np.load(out / "inputs.npy").shape == (30, 32) and m["num_examples"] == 30
     assert m["backbone"] == "autoencoder"
@@ -49,16 +49,16 @@ def test_rerun_is_a_no_op_and_changes_regenerate(tmp_path):
 
 def test_damaged_or_incomplete_folder_is_rebuilt(tmp_path):
     out = tmp_path / "t"
-    m = data.generate("parity", "test", out, sets={"num_examples": "40"})
+    m = generate.generate("parity", "test", out, sets={"num_examples": "40"})
     np.save(out / "inputs.npy", np.zeros((40, 256), dtype=np.int64))
     with pytest.raises(ValueError, match="sha256"):
-        data.load(out)
-    assert data.generate("parity", "test", out, sets={"num_examples": "40"}) == m
-    x, y, loaded = data.load(out)
+        generate.load(out)
+    assert generate.generate("parity", "test", out, sets={"num_examples": "40"}) == m
+    x, y, loaded = generate.load(out)
     assert loaded == m and sha256_array(x) == m["sha256"]["inputs"]
     os.unlink(out / "manifest.json")
     with pytest.raises(ValueError, match="no manifest.json"):
-        data.load(out)
+        generate.load(out)
 
 
 @pytest.mark.parametrize("extra,words", [
@@ -69,7 +69,7 @@ def test_damaged_or_incomplete_folder_is_rebuilt(tmp_path):
 ])
 def test_bad_arguments(tmp_path, extra, words):
     with pytest.raises(ValueError) as err:
-        data.main(ARGS + ["--out", str(tmp_path / "x")] + extra)
+        generate.main(ARGS + ["--out", str(tmp_path / "x")] + extra)
     for w in words:
         assert w in str(err.value)
     assert not (tmp_path / "x" / "manifest.json").exists()
@@ -77,7 +77,7 @@ def test_bad_arguments(tmp_path, extra, words):
 
 def test_module_cli_reports_errors_with_exit_code(tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC}
-    run = subprocess.run([sys.executable, "-m", "statemix.data", "--task", "sorting", "--split",
+    run = subprocess.run([sys.executable, "-m", "statemix.generate", "--task", "sorting", "--split",
                           "train", "--out", str(tmp_path)], env=env, capture_output=True, text=True)
     assert run.returncode == 2
     assert "unknown task 'sorting'" in run.stderr and "in-context-recall" in run.stderr
@@ -85,9 +85,9 @@ def test_module_cli_reports_errors_with_exit_code(tmp_path):
 
 @pytest.mark.parametrize("name", ["inputs", "targets"])
 def test_truncated_array_fails_naming_the_file(tmp_path, name):
-    data.generate("parity", "train", tmp_path, seed=0, sets={"num_examples": 8, "min_len": 3, "max_len": 6})
+    generate.generate("parity", "train", tmp_path, seed=0, sets={"num_examples": 8, "min_len": 3, "max_len": 6})
     path = tmp_path / f"{name}.npy"
     path.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(ValueError) as err:
-        data.load(tmp_path)
+        generate.load(tmp_path)
     assert str(path) in str(err.value) and "truncated" in str(err.value)

@@ -1,6 +1,6 @@
-"""Data stage: write one split of one task to a folder, with a manifest.
+"""Generate stage: write one split of one task to a folder, with a manifest.
 
-    python -m statemix.data --task in-context-recall --split train --out data/icr/train \
+    python -m statemix.generate --task in-context-recall --split train --out data/icr/train \
         [--seed 12345] [--set vocab_size=32 --set num_examples=6400 ...]
 
 writes ``OUT/inputs.npy``, ``OUT/targets.npy`` (int64 ``[num_examples, T]``, targets -100
@@ -76,10 +76,10 @@ def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise ValueError(f"{path} is missing; regenerate the dataset (python -m statemix.data)") from None
+        raise ValueError(f"{path} is missing; regenerate the dataset (python -m statemix.generate)") from None
     except (ValueError, EOFError, OSError) as err:
         raise ValueError(f"{path} cannot be read as a .npy array (truncated or damaged?): {err}; "
-                         f"regenerate the dataset (python -m statemix.data)") from None
+                         f"regenerate the dataset (python -m statemix.generate)") from None
 
 
 def _up_to_date(folder: Path, wanted: dict) -> bool:
@@ -121,7 +121,7 @@ def generate(task: str, split: str, out, seed: int = DEFAULT_SEED, sets: dict | 
 
 def main(argv=None) -> dict:
     """CLI entry point; raises ValueError on bad arguments."""
-    ap = argparse.ArgumentParser(prog="python -m statemix.data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m statemix.generate", description=__doc__.split("\n")[0])
     ap.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     ap.add_argument("--split", required=True, help=" | ".join(SPLITS))
     ap.add_argument("--out", required=True, help="output folder")

@@ -36,7 +36,7 @@ FINGERPRINT_CODE = [
 ]
 
 STAGE_CODE = {
-    "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
+    "generate": ["src/statemix/generate.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
                  "src/statemix/tasks/corpus/*"],
     "train": [*FINGERPRINT_CODE, "src/statemix/worker.py", "src/statemix/provenance.py",
               "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "params/default.yaml"],

@@ -38,7 +38,7 @@ def generate(grid: grids.Grid, python: str) -> None:
     for path, ds in sorted(grid.datasets.items()):
         for split, params in ds.split_params.items():
             sets = [a for k, v in params.items() for a in ("--set", f"{k}={v}")]
-            subprocess.run([python, "-m", "statemix.data", "--task", ds.task, "--split", split, "--seed",
+            subprocess.run([python, "-m", "statemix.generate", "--task", ds.task, "--split", split, "--seed",
                             str(ds.seed), "--out", f"{path}/{split}", *sets], check=True)
         print(f"pilot: generated {path}", flush=True)
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from statemix import config as config_mod
-from statemix import data as data_stage
+from statemix import generate as generate_stage
 from statemix import progress, runs
 from statemix.io import atomic_write_text
 from statemix.provenance import peak_memory, provenance
@@ -67,8 +67,8 @@ def resolve_config(args: argparse.Namespace) -> config_mod.Config:
 
 
 def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Read one split written by `python -m statemix.data` (sha256-checked) and check it holds `task`."""
-    inputs, targets, manifest = data_stage.load(folder)
+    """Read one split written by `python -m statemix.generate` (sha256-checked) and check it holds `task`."""
+    inputs, targets, manifest = generate_stage.load(folder)
     if manifest["task"] != task:
         raise ValueError(f"--data: {str(folder)!r} holds task {manifest['task']!r}, but --task is {task!r}")
     return inputs, targets, manifest

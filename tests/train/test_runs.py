@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from statemix import grids, runs, train
-from statemix.data import generate
+from statemix.generate import generate
 
 TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",
         "--set", "train.eval_batch_size=32", "--set", "track.enabled=false", "--set", "train.early_stop_acc=0"]
