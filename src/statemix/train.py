@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m statemix.train", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="task name (statemix.tasks.TASKS); must match the data")
     p.add_argument("--arch", required=True, help="architecture (statemix.models.registry)")
-    p.add_argument("--width", required=True, help="mixer width (channels / blocks / hidden size)")
+    p.add_argument("--width", required=True, help="recurrent state scalars per layer (statemix.models.registry)")
     p.add_argument("--seed", default=None, help="training seed (default: train.seed)")
     p.add_argument("--data", required=True, help="dataset folder holding train/ and test/")
     p.add_argument("--out", required=True, help="result folder")
