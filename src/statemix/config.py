@@ -7,6 +7,7 @@ MLflow logs as params.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass
@@ -226,11 +227,16 @@ def validate(config: Config) -> None:
             raise ValueError(f"{key}: got {flat[key]!r}; must be in [0, 1)")
 
 
-def default_value(key: str):
-    """The value of `section.key` in params/default.yaml."""
-    section, name = key.split(".")
+@functools.cache
+def _defaults() -> dict:
     with open(DEFAULT_PATH) as f:
-        return yaml.safe_load(f)[section][name]
+        return yaml.safe_load(f)
+
+
+def default_value(key: str):
+    """The value of `section.key` in params/default.yaml (read once per process)."""
+    section, name = key.split(".")
+    return _defaults()[section][name]
 
 
 def to_dict(config: Config) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import signal
 import sys
@@ -75,10 +74,10 @@ def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:
-    """build_model, passing the mixer options (gate norm, op backend) that the architecture takes; an option
-    it does not take must stay at its default."""
+    """build_model, passing the mixer options (gate norm, op backend) that the registry says the architecture
+    takes; an option it does not take must stay at its default."""
     from statemix.models import build_model, registry
-    accepted = inspect.signature(registry[cfg.model.arch].factory).parameters
+    accepted = registry[cfg.model.arch].options
     options = {}
     for key in ("norm", "backend"):
         value, default = getattr(cfg.model, key), config_mod.default_value(f"model.{key}")
