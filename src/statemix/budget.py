@@ -112,7 +112,7 @@ def _train_config(overrides: tuple) -> config.TrainConfig:
 def run_cost(grid: grids.Grid, run: grids.Run, rates: Rates) -> dict:
     """Expected epochs, batches per epoch, seconds per step and seconds of one run, with their sources."""
     train = _train_config(run.overrides)
-    ds = grid.full_datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    ds = grid.full_datasets[run.dataset_path(grid.name)]
     n, seq_len = ds.train_shape()
     batches = -(-n // train.batch_size)
     epochs, epoch_source = rates.epochs(run.task, run.arch, run.width, train.max_epochs)

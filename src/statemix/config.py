@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "params" / "default.yaml"
+from statemix.paths import DEFAULT_PARAMS
+
+DEFAULT_PATH = DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
