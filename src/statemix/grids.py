@@ -39,7 +39,7 @@ STAGE_CODE = {
                  "src/statemix/tasks/corpus/*"],
     "train": [*FINGERPRINT_CODE, "src/statemix/worker.py", "src/statemix/provenance.py",
               "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "src/statemix/paths.py",
-              "params/default.yaml"],
+              "src/statemix/generate.py", "params/default.yaml"],
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py", "src/statemix/paths.py"],
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
                "src/statemix/claims.py"],
