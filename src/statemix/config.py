@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from statemix.checks import split_assignment
 from statemix.paths import DEFAULT_PARAMS
 
 DEFAULT_PATH = DEFAULT_PARAMS
@@ -167,9 +168,9 @@ def _merge(tree: dict, update, origin: str, require_all: bool = False) -> None:
 
 def parse_override(text: str) -> tuple[str, str, str]:
     """Split 'section.key=value' into its parts, or raise a ValueError saying what is allowed."""
-    name, sep, value = text.partition("=")
+    name, value = split_assignment(text) or ("", "")
     section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
+    if not dot or not key:
         raise ValueError(f"--set {text!r}: expected section.key=value with section in {sorted(SECTIONS)}")
     return section, key, value
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from statemix.checks import split_assignment
 from statemix.io import atomic_save_npy, atomic_write_json, sha256_array
 from statemix.tasks import IGNORE, SPLITS, TASKS, make_dataset, resolve_params
 
@@ -30,10 +31,10 @@ def parse_sets(items) -> dict:
     """``["key=value", ...]`` -> dict of strings; ValueError names a malformed item."""
     out = {}
     for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        pair = split_assignment(item)
+        if pair is None:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        out[pair[0].strip()] = pair[1].strip()
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from statemix.checks import is_positive_int
 from statemix.paths import DATA, DEFAULT_PARAMS, GRID_DIR, ROOT, RUN
 
 SCHEMA = GRID_DIR / "schema.yaml"
@@ -35,12 +36,13 @@ FINGERPRINT_CODE = [
 ]
 
 STAGE_CODE = {
-    "generate": ["src/statemix/generate.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
-                 "src/statemix/tasks/corpus/*"],
+    "generate": ["src/statemix/generate.py", "src/statemix/io.py", "src/statemix/checks.py",
+                 "src/statemix/tasks/*.py", "src/statemix/tasks/corpus/*"],
     "train": [*FINGERPRINT_CODE, "src/statemix/worker.py", "src/statemix/provenance.py",
               "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "src/statemix/paths.py",
-              "src/statemix/generate.py", "params/default.yaml"],
-    "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py", "src/statemix/paths.py"],
+              "src/statemix/checks.py", "src/statemix/generate.py", "params/default.yaml"],
+    "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py", "src/statemix/paths.py",
+                  "src/statemix/checks.py"],
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
                "src/statemix/claims.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
@@ -202,7 +204,7 @@ def _check_task_params(datasets: dict, file: Path) -> None:
             params = dict(params)
             n = params.pop("num_examples", 1)
             try:
-                if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                if not is_positive_int(n):
                     raise ValueError(f"num_examples must be a positive int, got {n!r}")
                 resolve_params(ds.task, **params)
             except ValueError as err:

@@ -30,13 +30,6 @@ def check_backend(backend):
     return backend
 
 
-def check_positive(**kwargs):
-    """Raise ValueError naming the first argument that is not a positive int."""
-    for key, val in kwargs.items():
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{key}: got {val!r}; must be a positive int")
-
-
 def dt_bias_init(n, dt_min=1e-3, dt_max=0.1, dt_floor=1e-4):
     """Inverse-softplus of dt ~ log-uniform[dt_min, dt_max] (floored), Mamba2's and Gated DeltaNet's init."""
     dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))

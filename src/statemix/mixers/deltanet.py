@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import GatedRMSNorm, ShortConv, check_backend, check_positive, dt_bias_init
+from statemix.checks import check_positive
+
+from .common import GatedRMSNorm, ShortConv, check_backend, dt_bias_init
 from .delta_rule import (gated_delta_product_chunked, gated_delta_product_library, gated_delta_product_ref,
                          gated_delta_rule_chunked, gated_delta_rule_library, l2norm, library_status)
 

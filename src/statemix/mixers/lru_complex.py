@@ -9,7 +9,9 @@ import math
 import torch
 from torch import nn
 
-from .common import check_positive, no_autocast
+from statemix.checks import check_positive
+
+from .common import no_autocast
 
 
 @no_autocast

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .common import check_positive
+from statemix.checks import check_positive
 
 
 class LSTM(nn.Module):

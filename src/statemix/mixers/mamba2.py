@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import GatedRMSNorm, ShortConv, acc, check_backend, check_positive, dt_bias_init, no_autocast
+from statemix.checks import check_positive
+
+from .common import GatedRMSNorm, ShortConv, acc, check_backend, dt_bias_init, no_autocast
 
 
 def _heads(t, H):

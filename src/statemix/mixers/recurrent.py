@@ -1,6 +1,7 @@
 """What every recurrent layer shares: argument checks, initialisation and token-by-token stepping."""
 from torch import nn
 
+from statemix.checks import check_positive
 from statemix.ops import BACKENDS, NORMS
 
 INIT_STD = 0.02
@@ -23,9 +24,7 @@ class RecurrentLayer(nn.Module):
 
     def __init__(self, d_model, n, m, norm, backend, names):
         super().__init__()
-        for key, val in zip(("d_model", *names), (d_model, n, m)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{key}: got {val!r}; must be a positive int")
+        check_positive(**dict(zip(("d_model", *names), (d_model, n, m))))
         if norm not in NORMS:
             raise ValueError(f"norm: got {norm!r}; allowed: {', '.join(NORMS)}")
         if backend not in BACKENDS:

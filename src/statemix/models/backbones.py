@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from statemix.checks import check_positive
+
 from .registry import registry
 
 BACKBONE_NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
@@ -181,10 +183,7 @@ def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backb
                               ("positions", positions, POSITIONS)):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
-    for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
-                     ("n_layers", n_layers)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{key}: got {val!r}; must be a positive int")
+    check_positive(vocab_size=vocab_size, seq_len=seq_len, d_model=d_model, n_layers=n_layers)
     entry = registry[arch]
     layers = []
     for _ in range(n_layers):

@@ -24,6 +24,8 @@ from typing import Callable
 
 import torch
 
+from statemix.checks import is_positive_int
+
 from statemix.mixers import BDLRU, HLRU, LSTM, GatedDeltaNet, GatedDeltaProduct, LRUComplex, Mamba2
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
@@ -65,7 +67,7 @@ class Arch:
 
     def native(self, width):
         """Native constructor arguments for `width`; ValueError naming the valid widths otherwise."""
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if not is_positive_int(width):
             raise ValueError(f"width: got {width!r} for {self.name}; must be a positive int, {self.rule}")
         args = self.native_args(width)
         if args is None:
