@@ -1,6 +1,6 @@
 """Benchmark: time to generate each task at its MAD defaults (train and test splits).
 
-    python -m statemix.tasks.bench [--repeats 3] [--out reports/benchmarks/tasks_generation]
+    python benchmarks/bench_tasks.py [--repeats 3] [--out reports/benchmarks/bench_tasks]
 
 Two baselines are measured in the same run on the same output shapes: drawing the two
 arrays as plain uniform random tokens (``rng.integers``), and copying them (memory
@@ -84,9 +84,9 @@ def render(rows: list[dict], hardware: dict) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m statemix.tasks.bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python benchmarks/bench_tasks.py", description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default="reports/benchmarks/tasks_generation")
+    ap.add_argument("--out", default="reports/benchmarks/bench_tasks")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
