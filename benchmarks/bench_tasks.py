@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from statemix.io import atomic_write_json, atomic_write_text
+from statemix.provenance import cpu_model
 from statemix.tasks import TASKS, make_dataset
 
 
@@ -27,17 +28,6 @@ def _best(fn, repeats):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure(repeats: int = 3) -> list[dict]:
@@ -90,7 +80,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    hardware = dict(cpu=_cpu_model(), cores=os.cpu_count(), numpy=np.__version__,
+    hardware = dict(cpu=cpu_model(), cores=os.cpu_count(), numpy=np.__version__,
                     python=platform.python_version(), repeats=args.repeats)
     rows = measure(args.repeats)
     text = render(rows, hardware)
