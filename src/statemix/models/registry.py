@@ -4,8 +4,8 @@ Width is the recurrent state per layer, counted in real scalars, converted to ea
 
 | name | native arguments for width W | valid W |
 |---|---|---|
-| hlru-mM, lru (= hlru-m1) | channels N = W / M, order M | multiple of M |
-| bdlru-mM | blocks N = W / M, block size M | multiple of M |
+| hlru-mM, hlru-ns-mM, lru (= hlru-m1) | channels N = W / M, order M | multiple of M |
+| bdlru-mM, bdlru-ns-mM | blocks N = W / M, block size M | multiple of M |
 | lru-complex | N = W / 2 complex channels | even |
 | lstm | hidden = W / 2 (h and c) | even |
 | mamba2 | d_state 4, headdim 8, d_inner = W / 4 | multiple of 32 |
@@ -26,7 +26,8 @@ import torch
 
 from statemix.checks import is_positive_int
 
-from statemix.mixers import BDLRU, HLRU, LSTM, GatedDeltaNet, GatedDeltaProduct, LRUComplex, Mamba2
+from statemix.mixers import (BDLRU, HLRU, LSTM, BDLRUNonSelective, GatedDeltaNet, GatedDeltaProduct, HLRUNonSelective,
+                             LRUComplex, Mamba2)
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
 GDN_HEADS = (4, 2, 1)
@@ -123,6 +124,12 @@ def _entries():
     for m in (1, 2, 3, 4, 5, 8):
         yield Arch(f"bdlru-m{m}", f"BD-LRU, block size {m}", f"multiples of {m}",
                    multiple_of(m, "blocks", {"block_size": m}), BDLRU, _aligned(m), lambda d, m=m: 2 * m, lrnn)
+    for m in (2, 4):
+        yield Arch(f"hlru-ns-m{m}", f"non-selective H-LRU, order {m}", f"multiples of {m}",
+                   multiple_of(m, "channels", {"order": m}), HLRUNonSelective, _aligned(m), lambda d, m=m: 2 * m, lrnn)
+        yield Arch(f"bdlru-ns-m{m}", f"non-selective BD-LRU, block size {m}", f"multiples of {m}",
+                   multiple_of(m, "blocks", {"block_size": m}), BDLRUNonSelective, _aligned(m), lambda d, m=m: 2 * m,
+                   lrnn)
     yield Arch("lru", "selective diagonal LRU: H-LRU at order 1", "any positive int",
                multiple_of(1, "channels", {"order": 1}), HLRU, smallest=lambda d: 2, options=lrnn)
     yield Arch("lru-complex", "Orvieto et al. complex diagonal LRU", "even",
