@@ -24,7 +24,7 @@ def resolve_backend(backend: str, x: torch.Tensor) -> str:
 
     CUDA: the fused Triton kernels, or the PyTorch scan where Triton is missing. CPU: the sequential
     loop, which beat the PyTorch scan at every measured shape, forward and backward, on a 2-core
-    machine (reports/benchmarks/cpu_backends.md).
+    machine (reports/benchmarks/bench_cpu_backends.md).
     """
     if backend == "triton" and not triton_usable(x):
         raise ValueError(
