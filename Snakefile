@@ -8,7 +8,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join([SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
-from statemix import grids, gpus, results
+from statemix import grids, gpus, paths, results
 
 from snakemake.utils import min_version
 

@@ -5,7 +5,7 @@ and `chunk_gated_delta_product` against `gated_delta_rule_chunked` / `gated_delt
 For each: max abs error of outputs, final states and input gradients (the PyTorch version in fp32 on the same
 inputs is the reference), forward and forward+backward time, and forward bandwidth (each input read once,
 each output written once) as a share of a device copy timed in the same run. A library backward that raises
-is recorded with its message. Writes reports/benchmarks/baseline_kernels.{csv,md}.
+is recorded with its message. Writes reports/benchmarks/bench_baseline_kernels.{csv,md}.
 """
 import argparse
 import os
@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from statemix.io import atomic_write_text
-from statemix.models.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
+from statemix.mixers.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
                                         gated_delta_rule_chunked, gated_delta_rule_library, l2norm)
-from statemix.models.mamba2 import ssd_chunked, ssd_library
+from statemix.mixers.mamba2 import ssd_chunked, ssd_library
 
 SHAPES = {"mad": dict(B=128, T=256), "long": dict(B=8, T=4096)}
 KERNELS = ("ssd", "gdn", "dproduct", "gdn-guard-lifted")
@@ -110,8 +110,8 @@ def write(rows, out):
     hardware = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, " \
                f"triton {__import__('triton').__version__}, python {platform.python_version()}"
     os.makedirs(out, exist_ok=True)
-    atomic_write_text(os.path.join(out, "baseline_kernels.csv"), df.to_csv(index=False))
-    atomic_write_text(os.path.join(out, "baseline_kernels.md"),
+    atomic_write_text(os.path.join(out, "bench_baseline_kernels.csv"), df.to_csv(index=False))
+    atomic_write_text(os.path.join(out, "bench_baseline_kernels.md"),
                       f"# Baseline library kernels vs PyTorch\n\nHardware: {hardware}\n\n"
                       f"Shapes: {SHAPES}; SSD H=16 P=64 S=64; delta rule H=4 K=V=64.\n"
                       f"Errors: max abs (y, state); grad_err is max over inputs of max abs error / max |grad|.\n\n"

@@ -1,6 +1,6 @@
 """CPU speed of the `scan` backend against the `reference` loop (forward and forward+backward).
 
-Writes reports/benchmarks/cpu_backends.{csv,md}. Effective bandwidth counts each input read
+Writes reports/benchmarks/bench_cpu_backends.{csv,md}. Effective bandwidth counts each input read
 once and each output written once, and is given as a share of a tensor copy timed in the same run.
 """
 import argparse
@@ -76,8 +76,8 @@ def main():
            f"Command: `python benchmarks/bench_cpu_backends.py`\n\n{table}\n"
     print(text)
     os.makedirs(a.out, exist_ok=True)
-    atomic_write_text(os.path.join(a.out, "cpu_backends.md"), text)
-    atomic_write_text(os.path.join(a.out, "cpu_backends.csv"), df.to_csv(index=False))
+    atomic_write_text(os.path.join(a.out, "bench_cpu_backends.md"), text)
+    atomic_write_text(os.path.join(a.out, "bench_cpu_backends.csv"), df.to_csv(index=False))
 
 
 if __name__ == "__main__":

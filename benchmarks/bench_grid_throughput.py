@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from statemix.data import generate  # noqa: E402
+from statemix.generate import generate  # noqa: E402
 from statemix.io import atomic_write_text  # noqa: E402
 
 SEEDS = (0, 1, 2)

@@ -12,7 +12,7 @@ import os
 import torch
 from timing import hardware, markdown, median_ms, stamp, write_atomic, write_csv
 
-from statemix.layers import BDLRU, HLRU
+from statemix.mixers import BDLRU, HLRU
 
 LAYERS = [("bdlru", 1), ("bdlru", 2), ("bdlru", 4), ("bdlru", 8), ("hlru", 2), ("hlru", 4)]
 
@@ -44,12 +44,12 @@ def main():
         for r in rows:
             if r["dtype"] == dname:
                 r["vs_bdlru_m1"] = r["tokens_per_s"] / base
-    write_csv(os.path.join(args.out, "layer_h200.csv"), rows)
+    write_csv(os.path.join(args.out, "bench_layer.csv"), rows)
     text = (f"# Layer throughput\n\n{stamp()}; {hardware()}.\n\nForward + backward of one layer (projections "
             f"included), B={B}, T={T}, D={D}, state N·M={S}, Triton scan.\n\n"
             "Command: `python benchmarks/bench_layer.py --out reports/benchmarks`\n\n"
             + markdown(rows, ["layer", "dtype", "params", "ms", "tokens_per_s", "vs_bdlru_m1"]) + "\n")
-    write_atomic(os.path.join(args.out, "layer_h200.md"), text)
+    write_atomic(os.path.join(args.out, "bench_layer.md"), text)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ embedding + unembedding model with no mixer: what launch and optimizer overhead 
 copy, whose bandwidth states what the memory system gives (these models are launch-bound, far from it).
 Writes <out>.csv and <out>.md (atomically).
 
-    python benchmarks/bench_train.py --out reports/benchmarks/train_h200 [--archs ...] [--compile both]
+    python benchmarks/bench_train.py --out reports/benchmarks/bench_train [--archs ...] [--compile both]
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")
     p.add_argument("--compile", choices=("off", "on", "both"), default="off")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="reports/benchmarks/train")
+    p.add_argument("--out", default="reports/benchmarks/bench_train")
     args = p.parse_args(argv)
 
     cfg = config.load(overrides=[f"train.device={args.device}", "train.early_stop_acc=0"])

@@ -41,7 +41,7 @@ def main():
                                      block=cfg.block, fwd_ms=ms_f, fwdbwd_ms=ms, pct_copy_fwdbwd=pct))
                     print(f"{kind:>6} M={M:<2} {rows[-1]['dtype']:<8} stages={stages} chunk={str(chunk):>5} "
                           f"fwd {ms_f:8.3f} ms  fwd+bwd {ms:8.3f} ms  {pct:5.1f}% of copy", flush=True)
-            write_csv(os.path.join(out, "sweep_h200.csv"), rows)
+            write_csv(os.path.join(out, "sweep_triton.csv"), rows)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,6 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
-def test_sha256_file(tmp_path):
-    data = os.urandom(3 << 20)
-    (tmp_path / "b").write_bytes(data)
-    assert io.sha256_file(tmp_path / "b") == hashlib.sha256(data).hexdigest()
-
-
 def test_sha256_array_covers_dtype_shape_and_bytes():
     a = np.array([[1, 2], [3, 4]], dtype=np.int64)
     expected = hashlib.sha256(b"<i8|(2, 2)|" + a.tobytes()).hexdigest()

@@ -142,7 +142,7 @@ def stackable(arch: str, width: int, task_name: str, overrides: tuple) -> bool:
 def run_cost(grid: grids.Grid, run: grids.Run, rates: Rates, concurrency: int = 1) -> dict:
     """Expected epochs, batches per epoch, GPU-seconds per step and of the run alone, with their sources."""
     train = _train_config(run.overrides)
-    ds = grid.full_datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    ds = grid.full_datasets[run.dataset_path(grid.name)]
     n, seq_len = ds.train_shape()
     batches = -(-n // train.batch_size)
     n_test = int(ds.split_params["test"].get("num_examples", _test_examples(ds.task)))

@@ -275,7 +275,7 @@ def c5(grid, summary) -> Verdict:
 
 
 def c6(bench_files) -> Verdict:
-    files = [f for f in bench_files if Path(f).name.startswith("layer")]
+    files = [f for f in bench_files if Path(f).name.startswith("bench_layer")]
     out, outcomes = [], []
     for f in files:
         df = pd.read_csv(f)
@@ -293,7 +293,7 @@ def c6(bench_files) -> Verdict:
                             "agrees" if ratio >= COMPETITIVE else "contradicts"])
     return Verdict("C6: throughput stays competitive for moderate m", _decide(outcomes, bool(outcomes)),
                    "whole-layer forward + backward, from the committed throughput table" if out
-                   else "no layer throughput table (reports/benchmarks/layer_*.csv) was given", out,
+                   else "no layer throughput table (reports/benchmarks/bench_layer.csv) was given", out,
                    ("layer", "throughput", "outcome"))
 
 

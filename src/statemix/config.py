@@ -7,6 +7,7 @@ MLflow logs as params.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "params" / "default.yaml"
+from statemix.checks import split_assignment
+from statemix.paths import DEFAULT_PARAMS
+
+DEFAULT_PATH = DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -164,9 +168,9 @@ def _merge(tree: dict, update, origin: str, require_all: bool = False) -> None:
 
 def parse_override(text: str) -> tuple[str, str, str]:
     """Split 'section.key=value' into its parts, or raise a ValueError saying what is allowed."""
-    name, sep, value = text.partition("=")
+    name, value = split_assignment(text) or ("", "")
     section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
+    if not dot or not key:
         raise ValueError(f"--set {text!r}: expected section.key=value with section in {sorted(SECTIONS)}")
     return section, key, value
 
@@ -226,11 +230,16 @@ def validate(config: Config) -> None:
             raise ValueError(f"{key}: got {flat[key]!r}; must be in [0, 1)")
 
 
-def default_value(key: str):
-    """The value of `section.key` in params/default.yaml."""
-    section, name = key.split(".")
+@functools.cache
+def _defaults() -> dict:
     with open(DEFAULT_PATH) as f:
-        return yaml.safe_load(f)[section][name]
+        return yaml.safe_load(f)
+
+
+def default_value(key: str):
+    """The value of `section.key` in params/default.yaml (read once per process)."""
+    section, name = key.split(".")
+    return _defaults()[section][name]
 
 
 def to_dict(config: Config) -> dict:

@@ -90,7 +90,7 @@ def _epochs_and_batch(overrides: tuple) -> tuple:
 def run_steps(grid, run) -> int:
     """A run's optimizer-step budget (max_epochs x batches per epoch): its cost for placing it on a GPU."""
     epochs, batch = _epochs_and_batch(tuple(run.overrides))
-    ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    ds = grid.datasets[run.dataset_path(grid.name)]
     return epochs * math.ceil(int(ds.split_params["train"].get("num_examples", 1)) / batch)
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-GRID_DIR = ROOT / "params" / "grids"
+from statemix.checks import is_positive_int
+from statemix.paths import DATA, DEFAULT_PARAMS, GRID_DIR, ROOT, RUN
+
 SCHEMA = GRID_DIR / "schema.yaml"
-DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
 GRID_NAMES = ("paper", "cpu", "smoke")
 BASE_VARIANT = "base"
 
@@ -32,19 +32,21 @@ BASE_VARIANT = "base"
 FINGERPRINT_CODE = [
     "src/statemix/train.py", "src/statemix/trainer.py", "src/statemix/runs.py", "src/statemix/config.py",
     "src/statemix/metrics.py", "src/statemix/graphs.py", "src/statemix/stack.py", "src/statemix/models/*.py",
-    "src/statemix/layers/*.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
+    "src/statemix/mixers/*.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
 ]
 
 STAGE_CODE = {
-    "generate": ["src/statemix/data.py", "src/statemix/io.py", "src/statemix/tasks/*.py",
-                 "src/statemix/tasks/corpus/*"],
+    "generate": ["src/statemix/generate.py", "src/statemix/io.py", "src/statemix/checks.py",
+                 "src/statemix/tasks/*.py", "src/statemix/tasks/corpus/*"],
     "train": [*FINGERPRINT_CODE, "src/statemix/worker.py", "src/statemix/provenance.py",
-              "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "params/default.yaml"],
-    "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py"],
+              "src/statemix/progress.py", "src/statemix/track.py", "src/statemix/io.py", "src/statemix/paths.py",
+              "src/statemix/checks.py", "src/statemix/generate.py", "params/default.yaml"],
+    "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py", "src/statemix/paths.py",
+                  "src/statemix/checks.py"],
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
                "src/statemix/claims.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
-                  "src/statemix/layers/*.py"],
+                  "src/statemix/mixers/*.py"],
 }
 
 
@@ -59,7 +61,7 @@ class Dataset:
     split_params: dict = field(hash=False, compare=False)
 
     def path(self, grid: str) -> str:
-        return f"data/{grid}/{self.name}/s{self.seed}"
+        return DATA.format(grid=grid, task=self.name, seed=self.seed)
 
     def train_shape(self) -> tuple[int, int]:
         """(train examples, longest train sequence) from the generator params and the task's defaults."""
@@ -85,7 +87,12 @@ class Run:
     studies: tuple = field(compare=False, default=())
 
     def path(self, grid: str) -> str:
-        return f"results/{grid}/{self.task}/{self.arch}/{self.variant}/w{self.width}/s{self.seed}"
+        return RUN.format(grid=grid, task=self.task, arch=self.arch, variant=self.variant, width=self.width,
+                          seed=self.seed)
+
+    def dataset_path(self, grid: str) -> str:
+        """The path of the dataset this run trains on (the key of `Grid.datasets`)."""
+        return DATA.format(grid=grid, task=self.task, seed=self.seed)
 
 
 @dataclass
@@ -197,7 +204,7 @@ def _check_task_params(datasets: dict, file: Path) -> None:
             params = dict(params)
             n = params.pop("num_examples", 1)
             try:
-                if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                if not is_positive_int(n):
                     raise ValueError(f"num_examples must be a positive int, got {n!r}")
                 resolve_params(ds.task, **params)
             except ValueError as err:
@@ -312,7 +319,7 @@ def load(grid: str, check_names: bool = True) -> Grid:
         _check_widths(spec, runs, file)
     _check_name(spec["name"], file)
     kept = apply_cuts(spec, runs)
-    used = {f"data/{spec['name']}/{r.task}/s{r.seed}" for r in kept.values()}
+    used = {r.dataset_path(spec["name"]) for r in kept.values()}
     return Grid(spec["name"], file, spec, {k: d for k, d in datasets.items() if k in used}, kept, runs, datasets)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-_CHUNK = 1 << 20
 _UMASK_LOCK = threading.Lock()
 
 
@@ -63,15 +62,6 @@ def atomic_save_npy(path, array) -> Path:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_array(array) -> str:

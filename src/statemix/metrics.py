@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from statemix.tasks.common import IGNORE
+
 
 def _scored(preds, targets, num_classes: int, ignore_index: int):
     p = _to_numpy(preds, "preds").reshape(-1)
@@ -41,13 +43,13 @@ def _to_numpy(x, name: str) -> np.ndarray:
     return a.astype(np.int64, copy=False)
 
 
-def micro_accuracy(preds, targets, num_classes: int, ignore_index: int = -100) -> float:
+def micro_accuracy(preds, targets, num_classes: int, ignore_index: int = IGNORE) -> float:
     """Fraction of scored positions predicted correctly (plain token accuracy); nan if none."""
     p, t = _scored(preds, targets, num_classes, ignore_index)
     return float((p == t).mean()) if t.size else float("nan")
 
 
-def macro_accuracy(preds, targets, num_classes: int, ignore_index: int = -100) -> float:
+def macro_accuracy(preds, targets, num_classes: int, ignore_index: int = IGNORE) -> float:
     """Mean per-class recall over scored positions, matching torchmetrics' macro average."""
     p, t = _scored(preds, targets, num_classes, ignore_index)
     if not t.size:

@@ -27,7 +27,7 @@ STOP_ACC = 0.999
 
 
 def _train_command(grid: grids.Grid, run: grids.Run, python: str) -> list:
-    ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+    ds = grid.datasets[run.dataset_path(grid.name)]
     sets = [a for o in run.overrides for a in ("--set", o)]
     return [python, "-m", "statemix.train", "--task", run.task_name, "--arch", run.arch, "--width", str(run.width),
             "--seed", str(run.seed), "--data", ds.path(grid.name), "--out", run.path(grid.name),
@@ -38,7 +38,7 @@ def generate(grid: grids.Grid, python: str) -> None:
     for path, ds in sorted(grid.datasets.items()):
         for split, params in ds.split_params.items():
             sets = [a for k, v in params.items() for a in ("--set", f"{k}={v}")]
-            subprocess.run([python, "-m", "statemix.data", "--task", ds.task, "--split", split, "--seed",
+            subprocess.run([python, "-m", "statemix.generate", "--task", ds.task, "--split", split, "--seed",
                             str(ds.seed), "--out", f"{path}/{split}", *sets], check=True)
         print(f"pilot: generated {path}", flush=True)
 
@@ -74,7 +74,7 @@ def summarise(grid: grids.Grid, out: Path) -> pd.DataFrame:
     curves, rows = [], []
     for run in sorted(grid.runs.values(), key=lambda r: r.path(grid.name)):
         folder = Path(run.path(grid.name))
-        n, seq_len = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"].train_shape()
+        n, seq_len = grid.datasets[run.dataset_path(grid.name)].train_shape()
         ident = {"task": run.task, "task_name": run.task_name, "arch": run.arch, "width": run.width,
                  "variant": run.variant, "seed": run.seed, "train_examples": n, "seq_len": seq_len}
         hist = folder / "history.csv"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-_ROOT = Path(__file__).resolve().parents[2]
+from statemix.paths import ROOT
 
 
 def cpu_model() -> str:
@@ -56,7 +56,7 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
 def _git(*cmd) -> str:
     try:
-        return subprocess.run(["git", "-C", str(_ROOT), *cmd], capture_output=True, text=True,
+        return subprocess.run(["git", "-C", str(ROOT), *cmd], capture_output=True, text=True,
                               timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""

@@ -31,7 +31,7 @@ def _run_sizes(grid: grids.Grid, table: pd.DataFrame) -> pd.DataFrame:
     for path in table["path"]:
         run = grid.runs[path]
         cfg = config.load(overrides=run.overrides)
-        ds = grid.datasets[f"data/{grid.name}/{run.task}/s{run.seed}"]
+        ds = grid.datasets[run.dataset_path(grid.name)]
         tokens.append(cfg.train.batch_size * int(ds.params.get("seq_len", 256)))
     return table.assign(tokens_per_step=tokens)
 

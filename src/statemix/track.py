@@ -34,17 +34,13 @@ import pandas as pd
 import yaml
 
 from statemix import config as config_mod
+from statemix.paths import project_root
 
 RUN_KEY = "statemix_run_key"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _TOTALS = ("steps", "train_s", "eval_s")
 _NOT_METRICS = ("last", "provenance", "fingerprint", "width", "seed", "started_at", "ended_at")
-_ROOT = Path(__file__).resolve().parents[2]
 _BATCH = 1000
-
-
-def project_root() -> Path:
-    return _ROOT if (_ROOT / "pyproject.toml").exists() else Path.cwd()
 
 
 def tracking_uri(configured: str = "") -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import signal
 import sys
@@ -27,7 +26,7 @@ import pandas as pd
 import torch
 
 from statemix import config as config_mod
-from statemix import data as data_stage
+from statemix import generate as generate_stage
 from statemix import progress, runs
 from statemix.io import atomic_write_text
 from statemix.provenance import peak_memory, provenance
@@ -40,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m statemix.train", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="task name (statemix.tasks.TASKS); must match the data")
     p.add_argument("--arch", required=True, help="architecture (statemix.models.registry)")
-    p.add_argument("--width", required=True, help="mixer width (channels / blocks / hidden size)")
+    p.add_argument("--width", required=True, help="recurrent state scalars per layer (statemix.models.registry)")
     p.add_argument("--seed", default=None, help="training seed (default: train.seed)")
     p.add_argument("--data", required=True, help="dataset folder holding train/ and test/")
     p.add_argument("--out", required=True, help="result folder")
@@ -67,18 +66,18 @@ def resolve_config(args: argparse.Namespace) -> config_mod.Config:
 
 
 def load_split(folder: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Read one split written by `python -m statemix.data` (sha256-checked) and check it holds `task`."""
-    inputs, targets, manifest = data_stage.load(folder)
+    """Read one split written by `python -m statemix.generate` (sha256-checked) and check it holds `task`."""
+    inputs, targets, manifest = generate_stage.load(folder)
     if manifest["task"] != task:
         raise ValueError(f"--data: {str(folder)!r} holds task {manifest['task']!r}, but --task is {task!r}")
     return inputs, targets, manifest
 
 
 def make_model(cfg: config_mod.Config, vocab_size: int, seq_len: int, backbone: str) -> torch.nn.Module:
-    """build_model, passing the mixer options (gate norm, op backend) that the architecture takes; an option
-    it does not take must stay at its default."""
+    """build_model, passing the mixer options (gate norm, op backend) that the registry says the architecture
+    takes; an option it does not take must stay at its default."""
     from statemix.models import build_model, registry
-    accepted = inspect.signature(registry[cfg.model.arch].factory).parameters
+    accepted = registry[cfg.model.arch].options
     options = {}
     for key in ("norm", "backend"):
         value, default = getattr(cfg.model, key), config_mod.default_value(f"model.{key}")

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from statemix.models import registry
-from statemix.models.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
+from statemix.mixers.delta_rule import (gated_delta_product_chunked, gated_delta_product_library,
                                         gated_delta_product_ref, gated_delta_rule_chunked,
                                         gated_delta_rule_library, l2norm, library_status)
-from statemix.models.mamba2 import ssd_chunked, ssd_library, ssd_ref
+from statemix.mixers.mamba2 import ssd_chunked, ssd_library, ssd_ref
 
 pytestmark = pytest.mark.gpu
 

@@ -1,4 +1,6 @@
 """The registry: every architecture at every default width builds and runs forward/backward; bad input is named."""
+import inspect
+
 import pytest
 import torch
 
@@ -65,3 +67,15 @@ def test_runs_under_bf16_autocast(name):
     assert y.shape == x.shape and torch.isfinite(y.float()).all()
     y.float().square().sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(registry))
+def test_declared_options_reach_the_constructor(name):
+    """Each option the registry declares is a constructor argument of the mixer, and the mixer stores it."""
+    entry = registry[name]
+    values = {"norm": "sigmoid", "backend": "auto"}
+    layer = entry.build(8, entry.widths[0], **{key: values[key] for key in entry.options})
+    for key in entry.options:
+        assert getattr(layer, key) == values[key]
+    takes = set(inspect.signature(entry.factory).parameters) & set(values)
+    assert takes == set(entry.options), "a config option the constructor takes is missing from the registry"

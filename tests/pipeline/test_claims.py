@@ -114,8 +114,8 @@ def test_c6(tmp_path, m4, verdict):
     if m4 is not None:
         rows = [("bdlru-m1", 100.0), ("bdlru-m2", 80.0), ("bdlru-m4", m4), ("bdlru-m8", 10.0), ("hlru-m2", 120.0)]
         pd.DataFrame([{"layer": n, "dtype": "bf16", "tokens_per_s": t} for n, t in rows]).to_csv(
-            tmp_path / "layer_h200.csv", index=False)
-        files = [str(tmp_path / "layer_h200.csv")]
+            tmp_path / "bench_layer.csv", index=False)
+        files = [str(tmp_path / "bench_layer.csv")]
     v = claims.c6(files)
     assert v.verdict == verdict
     assert not any("bdlru-m8" in row[0] for row in v.rows)     # m=8 is not moderate

@@ -92,9 +92,9 @@ def test_a_changed_corpus_file_fails_naming_it(tmp_path, fresh_corpus):
 
 
 def test_manifest_records_the_corpus(tmp_path):
-    from statemix import data
+    from statemix import generate
 
-    manifest = data.generate("lm", "test", tmp_path / "test", sets={"num_examples": "4", "seq_len": "16"})
+    manifest = generate.generate("lm", "test", tmp_path / "test", sets={"num_examples": "4", "seq_len": "16"})
     assert manifest["source"]["corpus_sha256"] == text.load_corpus()[0]["corpus_sha256"]
     assert manifest["vocab_size"] == 256 and manifest["num_scored"] == 4 * 16
     assert TASKS["lm"].backbone == "lm"

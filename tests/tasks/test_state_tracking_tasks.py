@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from statemix.tasks import IGNORE, make_dataset
-from statemix.tasks.groups import elements
+from statemix.tasks.permutation import elements
 
 
 def compose(a, b):

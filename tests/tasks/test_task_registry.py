@@ -1,4 +1,5 @@
 """make_dataset: parameter checking, determinism across processes, defaults from tasks.md."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -107,7 +108,10 @@ def test_bad_arguments_name_key_value_and_allowed(call, words):
 
 
 def test_generation_benchmark_writes_table(tmp_path):
-    from statemix.tasks import bench
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_tasks.py"
+    spec = importlib.util.spec_from_file_location("bench_tasks", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
 
     bench.main(["--repeats", "1", "--out", str(tmp_path / "gen")])
     text = (tmp_path / "gen.md").read_text()

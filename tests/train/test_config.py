@@ -65,3 +65,11 @@ def test_base_missing_a_key_fails(tmp_path):
     base.write_text(yaml.safe_dump(tree))
     with pytest.raises(ValueError, match="lr"):
         config.load(base=base)
+
+
+def test_gate_norm_and_backend_choices_are_the_ops_own():
+    """config keeps its own lists (it does not import torch); they must name what statemix.ops accepts."""
+    from statemix.ops import BACKENDS, NORMS
+
+    assert config.CHOICES["model.norm"] == NORMS
+    assert config.CHOICES["model.backend"] == BACKENDS

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from statemix import train, worker
-from statemix.data import generate
+from statemix.generate import generate
 
 ARCHS = ["lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "mamba2", "gdn", "lstm"]
 OWN = ("lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "lstm")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from statemix import grids, runs, train
-from statemix.data import generate
+from statemix.generate import generate
 
 TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",
         "--set", "train.eval_batch_size=32", "--set", "track.enabled=false", "--set", "train.early_stop_acc=0"]
@@ -41,7 +41,7 @@ def test_code_hash_covers_the_numbers_and_working_tree_edits(tmp_path):
     track = tmp_path / "src/statemix/track.py"
     track.write_text(track.read_text() + "\n# logging only\n")
     assert runs.code_sha256(tmp_path) == before, "tracking code does not change a run's numbers"
-    common = tmp_path / "src/statemix/layers/common.py"
+    common = tmp_path / "src/statemix/mixers/recurrent.py"
     common.write_text(common.read_text().replace("INIT_STD = 0.02", "INIT_STD = 0.03"))
     assert "INIT_STD = 0.03" in common.read_text()
     assert runs.code_sha256(tmp_path) != before

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from statemix import track, train
-from statemix.data import generate
+from statemix.generate import generate
 
 EXPERIMENT = "statemix-test"
 

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from statemix import config, track
-from statemix.data import generate
+from statemix.generate import generate
 
 pytestmark = pytest.mark.slow  # 16 concurrent trainings and signalled processes: `make test-all` runs it, `make test` skips it
 

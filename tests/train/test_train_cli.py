@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from statemix import config, train
-from statemix.data import generate
+from statemix.generate import generate
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",

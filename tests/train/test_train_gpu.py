@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from statemix import train
-from statemix.data import generate
+from statemix.generate import generate
 
 
 @pytest.mark.gpu

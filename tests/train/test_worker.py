@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from statemix import graphs, stack, train, worker
-from statemix.data import generate
+from statemix.generate import generate
 from statemix.models import build_model
 
 TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",

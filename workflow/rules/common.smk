@@ -35,9 +35,9 @@ if ONLY_FINISHED:
     print(f"statemix: report from the {len(FINISHED)} finished of {len(GRID.runs)} runs (no training); "
           "train the rest with --config runs=all", file=sys.stderr)
 
-DATA = f"data/{G}/{{task}}/s{{seed}}"
-RUN = f"results/{G}/{{task}}/{{arch}}/{{variant}}/w{{width}}/s{{seed}}"
-REPORT = f"reports/{G}"
+DATA = paths.for_grid(paths.DATA, G)
+RUN = paths.for_grid(paths.RUN, G)
+REPORT = paths.for_grid(paths.REPORT, G)
 TABLE = f"{REPORT}/runs.parquet"
 
 wildcard_constraints:

@@ -1,5 +1,5 @@
 rule generate:
-    """One dataset split of one task instance at one seed (python -m statemix.data)."""
+    """One dataset split of one task instance at one seed (python -m statemix.generate)."""
     input:
         code=grids.code_files("generate"),
     output:
@@ -12,5 +12,5 @@ rule generate:
     log:
         f"logs/{G}/generate/{{task}}_s{{seed}}_{{split}}.log",
     shell:
-        "{PY} -m statemix.data --task {params.task} --split {wildcards.split} --seed {wildcards.seed}"
+        "{PY} -m statemix.generate --task {params.task} --split {wildcards.split} --seed {wildcards.seed}"
         " --out $(dirname {output.manifest}) {params.sets} > {log} 2>&1"

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from statemix.checks import check_positive
+
 from .registry import registry
 
-NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
+BACKBONE_NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
 
 
 class SwiGLU(nn.Module):
@@ -75,7 +77,7 @@ class LanguageModel(nn.Module):
 
     init "fork" (the paper's fork, default): embedding and every Linear weight in the model, mixers included,
     ~ N(0, 0.02²). init "mad" (upstream MAD): embedding ~ N(0, 0.02²), Linear weights keep their own init.
-    Both zero every Linear bias unless it carries `_no_reinit`.
+    Both zero every Linear bias.
     """
 
     def __init__(self, layers, vocab_size, d_model, norm="layernorm", init="fork"):
@@ -84,8 +86,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"init: got {init!r}; allowed: {', '.join(INITS)}")
         self.redraw_linear = init == "fork"
         self.token_embeds = nn.Embedding(vocab_size, d_model)
-        self.layers = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
-        self.norm = NORMS[norm](d_model)
+        self.layers = nn.ModuleList(Residual(BACKBONE_NORMS[norm](d_model), layer) for layer in layers)
+        self.norm = BACKBONE_NORMS[norm](d_model)
         self.unembed = nn.Linear(d_model, vocab_size)
         self.apply(self._init_weights)
 
@@ -93,7 +95,7 @@ class LanguageModel(nn.Module):
         if isinstance(m, nn.Linear):
             if self.redraw_linear:
                 nn.init.normal_(m.weight, std=0.02)
-            if m.bias is not None and not getattr(m.bias, "_no_reinit", False):
+            if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
@@ -111,12 +113,10 @@ class AutoEncoder(nn.Module):
 
     positions: "learned" (the paper's fork, default: one learned table added to the encoder input and to the
     decoder input) or "sincos" (upstream MAD: none in the encoder, fixed sinusoids in the decoder).
-    reinit_mixers: MAD's init hook redraws every Linear weight ~ N(0, 0.02²) and zeroes every bias, the
-    mixers' included (True, MAD's behaviour); False restores each sequence mixer's own init afterwards.
+    MAD's init hook redraws every Linear weight ~ N(0, 0.02²) and zeroes every bias, the mixers' included.
     """
 
-    def __init__(self, layers, vocab_size, d_model, seq_len, norm="layernorm", positions="learned",
-                 reinit_mixers=True):
+    def __init__(self, layers, vocab_size, d_model, seq_len, norm="layernorm", positions="learned"):
         super().__init__()
         if positions not in POSITIONS:
             raise ValueError(f"positions: got {positions!r}; allowed: {', '.join(POSITIONS)}")
@@ -126,16 +126,11 @@ class AutoEncoder(nn.Module):
             self.pos_embeds = nn.Embedding(seq_len, d_model)
         else:
             self.register_buffer("dec_positions", sincos_positions(seq_len, d_model), persistent=False)
-        self.encoder = nn.ModuleList(Residual(NORMS[norm](d_model), layer) for layer in layers)
-        self.decoder = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
-                                     NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU())
-        self.unembed = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, vocab_size))
-        mixers = [layer for layer in layers if not isinstance(layer, tuple(CHANNEL_MIXERS.values()))]
-        kept = [{k: v.clone() for k, v in mixer.state_dict().items()} for mixer in mixers]
+        self.encoder = nn.ModuleList(Residual(BACKBONE_NORMS[norm](d_model), layer) for layer in layers)
+        self.decoder = nn.Sequential(BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
+                                     BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU())
+        self.unembed = nn.Sequential(BACKBONE_NORMS[norm](d_model), nn.Linear(d_model, vocab_size))
         self.apply(self._init_weights)
-        if not reinit_mixers:
-            for mixer, state in zip(mixers, kept):
-                mixer.load_state_dict(state)
 
     @staticmethod
     def _init_weights(m):
@@ -172,29 +167,26 @@ class AutoEncoder(nn.Module):
 
 def build_model(arch, width, vocab_size, seq_len, d_model=128, n_layers=2, backbone="lm",
                 channel_mixer="swiglu", backbone_norm="layernorm", init="fork", positions="learned",
-                reinit_mixers=True, **mixer_options):
+                **mixer_options):
     """int64 tokens `[B, T]` -> logits `[B, T, V]`: `n_layers` blocks of [mixer, channel mixer] in a MAD backbone.
 
     backbone "lm" or "autoencoder" (compression); backbone_norm "layernorm" (MAD's CLI) or "rmsnorm" (MAD's
-    class default); `init` applies to the language model, `positions` and `reinit_mixers` to the AutoEncoder
-    (whose hook redraws every Linear weight under either init, as both MAD and the fork do).
+    class default); `init` applies to the language model, `positions` to the AutoEncoder (whose hook redraws
+    every Linear weight under either init, as both MAD and the fork do).
     `mixer_options` go to the mixer's constructor under its own names (e.g. `norm`, `backend` for H-LRU).
     Bad names or values raise ValueError naming them.
     """
     for key, val, allowed in (("backbone", backbone, ("lm", "autoencoder")),
                               ("channel_mixer", channel_mixer, tuple(CHANNEL_MIXERS)),
-                              ("backbone_norm", backbone_norm, tuple(NORMS)), ("init", init, INITS),
+                              ("backbone_norm", backbone_norm, tuple(BACKBONE_NORMS)), ("init", init, INITS),
                               ("positions", positions, POSITIONS)):
         if val not in allowed:
             raise ValueError(f"{key}: got {val!r}; allowed: {', '.join(allowed)}")
-    for key, val in (("vocab_size", vocab_size), ("seq_len", seq_len), ("d_model", d_model),
-                     ("n_layers", n_layers)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{key}: got {val!r}; must be a positive int")
+    check_positive(vocab_size=vocab_size, seq_len=seq_len, d_model=d_model, n_layers=n_layers)
     entry = registry[arch]
     layers = []
     for _ in range(n_layers):
         layers += [entry.build(d_model, width, **mixer_options), CHANNEL_MIXERS[channel_mixer](d_model)]
     if backbone == "lm":
         return LanguageModel(layers, vocab_size, d_model, backbone_norm, init)
-    return AutoEncoder(layers, vocab_size, d_model, seq_len, backbone_norm, positions, reinit_mixers)
+    return AutoEncoder(layers, vocab_size, d_model, seq_len, backbone_norm, positions)

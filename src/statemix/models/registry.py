@@ -4,8 +4,8 @@ Width is the recurrent state per layer, counted in real scalars, converted to ea
 
 | name | native arguments for width W | valid W |
 |---|---|---|
-| hlru-mM, lru (= hlru-m1) | channels N = W / M, order M | multiple of M |
-| bdlru-mM | blocks N = W / M, block size M | multiple of M |
+| hlru-mM, hlru-ns-mM, lru (= hlru-m1) | channels N = W / M, order M | multiple of M |
+| bdlru-mM, bdlru-ns-mM | blocks N = W / M, block size M | multiple of M |
 | lru-complex | N = W / 2 complex channels | even |
 | lstm | hidden = W / 2 (h and c) | even |
 | mamba2 | d_state 4, headdim 8, d_inner = W / 4 | multiple of 32 |
@@ -18,19 +18,16 @@ not go below: H-LRU / BD-LRU N ≥ 2 (width 2M); LSTM hidden 8 (width 16); Mamba
 (width 4·d_model at d_state 4); Gated DeltaNet / DeltaProduct 2 heads of head_dim 8 (width 128). The complex LRU
 is not in the paper; its floor is one channel pair.
 """
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from statemix.layers import BDLRU, HLRU
+from statemix.checks import is_positive_int
 
-from .deltanet import GatedDeltaNet, GatedDeltaProduct
-from .lru_complex import LRUComplex
-from .lstm import LSTM
-from .mamba2 import Mamba2
+from statemix.mixers import (BDLRU, HLRU, LSTM, BDLRUNonSelective, GatedDeltaNet, GatedDeltaProduct, HLRUNonSelective,
+                             LRUComplex, Mamba2)
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
 GDN_HEADS = (4, 2, 1)
@@ -57,7 +54,8 @@ def square_heads(width):
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture: how a width becomes native arguments, and the mixer factory."""
+    """One architecture: how a width becomes native arguments, the mixer factory, and the config options
+    (`model.<option>`, passed under the same name) that the mixer takes."""
 
     name: str
     description: str
@@ -66,10 +64,11 @@ class Arch:
     factory: Callable
     widths: tuple = field(default=DEFAULT_WIDTHS)
     smallest: Callable[[int], int] = field(default=lambda d_model: 1)
+    options: tuple = ()
 
     def native(self, width):
         """Native constructor arguments for `width`; ValueError naming the valid widths otherwise."""
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if not is_positive_int(width):
             raise ValueError(f"width: got {width!r} for {self.name}; must be a positive int, {self.rule}")
         args = self.native_args(width)
         if args is None:
@@ -86,12 +85,12 @@ class Arch:
                              f"config has width {floor}")
 
     def build(self, d_model, width, **options):
-        """The mixer for (d_model, width); `options` go to the constructor (e.g. norm, backend)."""
+        """The mixer for (d_model, width); `options` (those in `self.options`) go to the constructor."""
         args = self.native(width)
-        allowed = set(inspect.signature(self.factory).parameters) - set(args) - {"d_model"}
         for key in options:
-            if key not in allowed:
-                raise ValueError(f"mixer option: got {key!r} for {self.name}; allowed: {', '.join(sorted(allowed))}")
+            if key not in self.options:
+                raise ValueError(f"mixer option: got {key!r} for {self.name}; "
+                                 f"allowed: {', '.join(sorted(self.options))}")
         return self.factory(d_model=d_model, **args, **options)
 
     def param_count(self, d_model, width):
@@ -118,27 +117,35 @@ def _aligned(unit):
 
 
 def _entries():
+    lrnn, baseline = ("norm", "backend"), ("backend",)
     for m in (1, 2, 3, 4, 5):
         yield Arch(f"hlru-m{m}", f"H-LRU, order {m}", f"multiples of {m}",
-                   multiple_of(m, "channels", {"order": m}), HLRU, _aligned(m), lambda d, m=m: 2 * m)
+                   multiple_of(m, "channels", {"order": m}), HLRU, _aligned(m), lambda d, m=m: 2 * m, lrnn)
     for m in (1, 2, 3, 4, 5, 8):
         yield Arch(f"bdlru-m{m}", f"BD-LRU, block size {m}", f"multiples of {m}",
-                   multiple_of(m, "blocks", {"block_size": m}), BDLRU, _aligned(m), lambda d, m=m: 2 * m)
+                   multiple_of(m, "blocks", {"block_size": m}), BDLRU, _aligned(m), lambda d, m=m: 2 * m, lrnn)
+    for m in (2, 4):
+        yield Arch(f"hlru-ns-m{m}", f"non-selective H-LRU, order {m}", f"multiples of {m}",
+                   multiple_of(m, "channels", {"order": m}), HLRUNonSelective, _aligned(m), lambda d, m=m: 2 * m, lrnn)
+        yield Arch(f"bdlru-ns-m{m}", f"non-selective BD-LRU, block size {m}", f"multiples of {m}",
+                   multiple_of(m, "blocks", {"block_size": m}), BDLRUNonSelective, _aligned(m), lambda d, m=m: 2 * m,
+                   lrnn)
     yield Arch("lru", "selective diagonal LRU: H-LRU at order 1", "any positive int",
-               multiple_of(1, "channels", {"order": 1}), HLRU, smallest=lambda d: 2)
+               multiple_of(1, "channels", {"order": 1}), HLRU, smallest=lambda d: 2, options=lrnn)
     yield Arch("lru-complex", "Orvieto et al. complex diagonal LRU", "even",
                multiple_of(2, "channels", {}), LRUComplex, smallest=lambda d: 2)
     yield Arch("lstm", "torch LSTM + output projection", "even", multiple_of(2, "hidden", {}), LSTM, smallest=lambda d: 16)
     yield Arch("mamba2", "Mamba2 (SSD), d_state 4, headdim 8", "multiples of 32",
                lambda w: None if w % 32 else {"d_inner": w // 4, "d_state": 4, "headdim": 8}, Mamba2,
-               smallest=lambda d: 4 * d)
+               smallest=lambda d: 4 * d, options=baseline)
     rule = "H·K² with H in (4, 2, 1) and K >= 2"
-    yield Arch("gdn", "Gated DeltaNet, β in [0, 2]", rule, square_heads, GatedDeltaNet, smallest=lambda d: 128)
+    yield Arch("gdn", "Gated DeltaNet, β in [0, 2]", rule, square_heads, GatedDeltaNet, smallest=lambda d: 128,
+               options=baseline)
     for n_h, suffix in ((2, ""), (4, "-h4")):
         yield Arch(f"dproduct{suffix}", f"Gated DeltaProduct, {n_h} Householder steps, β in [0, 2]", rule,
                    lambda w, n_h=n_h: None if square_heads(w) is None else {**square_heads(w),
                                                                              "num_householder": n_h},
-                   GatedDeltaProduct, smallest=lambda d: 128)
+                   GatedDeltaProduct, smallest=lambda d: 128, options=baseline)
 
 
 registry = Registry((arch.name, arch) for arch in _entries())

@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from statemix.tasks import compression, copying, counting, fuzzy, groups, memorization, recall, text
+from statemix.tasks import (compression, counting, fuzzy, memorization, permutation, recall, selective_copying,
+                            text)
 from statemix.tasks.common import IGNORE, SPLITS
 
 __all__ = ["IGNORE", "SPLITS", "TASKS", "TaskSpec", "make_dataset", "resolve_params", "rng_for"]
@@ -63,7 +64,7 @@ TASKS: dict[str, TaskSpec] = {
         _spec("fuzzy-in-context-recall", fuzzy,
               dict(vocab_size=16, seq_len=128, k_motif_size=3, v_motif_size=3), _MAD,
               description="recall of multi-token keys and values, left-padded with V-1"),
-        _spec("selective-copying", copying,
+        _spec("selective-copying", selective_copying,
               dict(vocab_size=16, seq_len=256, num_tokens_to_copy=16), _MAD,
               description="copy the non-blank tokens, in order, after the copy token"),
         _spec("compression", compression, dict(vocab_size=16, seq_len=32), _MAD,
@@ -72,8 +73,8 @@ TASKS: dict[str, TaskSpec] = {
         _spec("memorization", memorization,
               dict(vocab_size=256, seq_len=32, kv_map_seed=12345), {"train": 256, "test": 1_280},
               description="a fixed key->value map (in-weights), queried by [key, insert] pairs"),
-        _spec("permutation", groups, dict(group="S5", seq_len=16),
-              {"train": 100_000, "test": 1_280}, vocab_size=groups.vocab_size,
+        _spec("permutation", permutation, dict(group="S5", seq_len=16),
+              {"train": 100_000, "test": 1_280}, vocab_size=permutation.vocab_size,
               description="prefix products of random elements of S_n, scored everywhere"),
         _spec("parity", counting,
               dict(min_len=3, max_len=40, test_min_len=40, test_max_len=256),

@@ -3,18 +3,7 @@
 Gate normalisation runs inside the kernels; state and arithmetic are fp32 (fp64 for
 fp64 inputs). Math and design: README.md in this folder.
 """
-import importlib.util
-
-import torch
-
 from .bdlru import bdlru_triton
 from .hlru import hlru_triton
 
-__all__ = ["hlru_triton", "bdlru_triton", "triton_available"]
-
-def triton_available() -> bool:
-    """True when Triton is importable and a CUDA device is present."""
-    if importlib.util.find_spec("triton") is None:
-        return False
-
-    return torch.cuda.is_available()
+__all__ = ["hlru_triton", "bdlru_triton"]

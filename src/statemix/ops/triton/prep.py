@@ -1,7 +1,7 @@
 """Argument checks and the small index maps shared by the H-LRU and BD-LRU wrappers."""
 import torch
 
-from ..dispatch import _check
+from ..checks import check_args
 from ..naive import compute_dtype
 from .common import interpreting
 
@@ -10,7 +10,7 @@ __all__ = ["check_inputs", "compute_dtype", "empty_result", "slot_perm"]
 
 def check_inputs(logits, v, norm, initial_state, block):
     """The public ops' checks, plus the device: CUDA, or CPU under TRITON_INTERPRET=1."""
-    _check(logits, v, norm, "triton", initial_state, block)
+    check_args(logits, v, norm, "triton", initial_state, block)
     if not (logits.is_cuda or interpreting()):
         raise ValueError(
             f"logits: on {logits.device}; the triton backend needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU)"
