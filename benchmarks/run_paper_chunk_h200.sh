@@ -12,7 +12,7 @@ out=${1:?usage: OUTDIR WHEELDIR SECONDS CONFIG...}; wheels=${2:?}; secs=${3:?}; 
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheels"/*.whl
 export PYTHONPATH=src:/tmp/site:${PYTHONPATH:-} PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
-tag=$(echo "$*" | tr ' =,' '_-+')
+tag=$(echo "$*" | sed 's/[ =,]/_/g')
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD 2>/dev/null; } \
   > "$out/gpu_$tag.txt" 2>&1
 start=$(date +%s)
