@@ -16,7 +16,7 @@ tag=$(echo "$*" | sed 's/[ =,]/_/g')
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD 2>/dev/null; } \
   > "$out/gpu_$tag.txt" 2>&1
 start=$(date +%s)
-timeout -k 20 "$secs" snakemake --config grid=paper track=false "$@" --cores "${CORES:-$(nproc)}" > "$out/snakemake_$tag.log" 2>&1
+timeout -k 20 "$secs" snakemake --keep-incomplete --config grid=paper track=false "$@" --cores "${CORES:-$(nproc)}" > "$out/snakemake_$tag.log" 2>&1
 echo "snakemake rc=$? elapsed=$(( $(date +%s) - start ))s" | tee -a "$out/snakemake_$tag.log"
 python3 -m statemix.results pack results/paper --out "$out/results_$tag.tar.gz" 2>&1 | tee -a "$out/snakemake_$tag.log"
 tar czf "$out/logs_$tag.tar.gz" logs/paper 2>/dev/null
