@@ -4,8 +4,8 @@
 
 The grid trains in batch workers (`--config batch=true`, statemix.worker): the seeds of one task x arch x
 variant x width stack into one model and step together, so such a cell costs one run's steps, whatever its
-seed count; an architecture that cannot stack (a module with no stacked twin, or the compression
-AutoEncoder's learned position table) costs each run's steps. A cell or run costs
+seed count; an architecture that cannot stack (a module with no stacked twin: statemix.stack.unstackable)
+costs each run's steps. A cell or run costs
 `epochs x (train batches + eval batches / 3) x GPU-seconds per step`:
 - epochs: the first epoch at early-stop accuracy that the pilot saw for the same task instance and arch at a
   width no larger than the run's (more state is assumed to learn no slower); otherwise train.max_epochs, the
