@@ -40,25 +40,30 @@ def job_counts(text: str) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", block, re.M)}
 
 
-def expected_counts(spec: dict) -> dict:
+def expected_counts(spec: dict, name: str | None = None) -> dict:
     """Job counts worked out from the grid file alone: one train per run left after the budget cuts, 2 splits
-    per (task, seed) that a run uses."""
+    per (task, seed) that a run still to train uses (a committed finished run, with its metrics.json under
+    results/<name>/, takes no dataset)."""
     runs = {}
-    for name, study in spec["studies"].items():
+    for study_name, study in spec["studies"].items():
         for task in study["tasks"]:
             for seed in spec["seeds"]:
                 for arch in study["archs"]:
                     widths = study.get("widths_by_arch", {}).get(arch, study["widths"])
                     for v in study.get("variants", ["base"]):
                         for w in widths:
-                            runs.setdefault((task, arch, v, w, seed), set()).add(name)
+                            runs.setdefault((task, arch, v, w, seed), set()).add(study_name)
     for cut in spec.get("budget", {}).get("cuts", []):
         def hit(key, studies):
             named = dict(zip(("tasks", "archs", "variants", "widths", "seeds"), key))
             return all((studies & set(cut[k])) if k == "studies" else named[k] in cut[k]
                        for k in cut if k != "why")
         runs = {k: st for k, st in runs.items() if not hit(k, st)}
-    datasets = {(k[0], k[4]) for k in runs}
+    done = set()
+    if name and spec.get("results") == "committed":
+        done = {k for k in runs if (ROOT / "results" / name / k[0] / k[1] / k[2] / f"w{k[3]}" / f"s{k[4]}"
+                                    / "metrics.json").is_file()}
+    datasets = {(k[0], k[4]) for k in runs if k not in done}
     committed = {"mlflow_import": 1} if spec.get("results") == "committed" else {}
     return {"generate": 2 * len(datasets), "train": len(runs), "aggregate": 1, "report": 1, "all": 1, **committed}
 
@@ -87,7 +92,7 @@ def test_dry_run_lists_expected_jobs(name):
     out = snakemake(ROOT, "-n", "--forceall", "--nolock", "--config", f"grid={name}", "runs=all")
     assert f"running grid '{name}'" in out.stderr + out.stdout
     spec = yaml.safe_load((grids.GRID_DIR / f"{name}.yaml").read_text())
-    assert job_counts(out.stdout + out.stderr) == expected_counts(spec)
+    assert job_counts(out.stdout + out.stderr) == expected_counts(spec, name)
 
 
 def test_every_training_gets_a_unique_readable_run_name():
@@ -105,7 +110,7 @@ def test_gpu_plan_dry_runs_with_the_benchmark():
     out = sh([sys.executable, "-m", "snakemake", "--cores", "2", "-n", "--forceall", "--nolock"], ROOT, env=env)
     assert "running grid 'paper' (a GPU is visible)" in out.stderr + out.stdout
     spec = yaml.safe_load((grids.GRID_DIR / "paper.yaml").read_text())
-    assert job_counts(out.stdout + out.stderr) == dict(expected_counts(spec), benchmark=1)
+    assert job_counts(out.stdout + out.stderr) == dict(expected_counts(spec, "paper"), benchmark=1)
 
 
 def test_bad_grid_stops_snakemake_at_parse_time(tmp_path):

@@ -7,6 +7,7 @@ if not BATCH:
           f"{RUN}/metrics.json",
       params:
           task=lambda wc: run_of(wc).task_name,
+          data=lambda wc: DATA.format(**wc),
           sets=lambda wc: grids.cli_sets(run_of(wc).overrides),
           experiment=f"track.experiment=statemix-{G}",
           name=lambda wc: f"{wc.task}/{wc.arch}/{wc.variant}/w{wc.width}/s{wc.seed}",
@@ -17,7 +18,7 @@ if not BATCH:
           f"logs/{G}/train/{{task}}/{{arch}}/{{variant}}/w{{width}}_s{{seed}}.log",
       shell:
           "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.train --task {params.task} --arch {wildcards.arch}"
-          " --width {wildcards.width} --seed {wildcards.seed} --data $(dirname $(dirname {input.train}))"
+          " --width {wildcards.width} --seed {wildcards.seed} --data {params.data}"
           " --out $(dirname {output}) --run-name {params.name} --set {params.experiment} {params.sets} {TRACK_TRAIN}"
           " > {log} 2>&1"
 
