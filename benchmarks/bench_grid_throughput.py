@@ -7,8 +7,10 @@ is one epoch of MAD's 12,800 training examples).
 Three ways are timed in one run, on the same data:
   pool:   today's path, one `python -m statemix.train` process per run, `--concurrency` at a time, eager
           (train.cuda_graphs=off), as the Snakemake GPU pool runs them;
-  worker: the new path, one `python -m statemix.worker` process per architecture (all its widths and seeds,
-          seeds stacked, widths on separate streams, CUDA graphs), all architectures at once;
+  worker: one `python -m statemix.worker` process per architecture (all its widths and seeds, seeds
+          stacked, widths on separate streams, CUDA graphs), all architectures at once;
+  task:   the pipeline's batch path (`--config batch=true`): one worker process for the whole mix, every
+          architecture's groups on their own streams in one CUDA context;
   single: one graphed `python -m statemix.train` alone, per architecture and width.
 Aggregate steps/s counts wall time from the first process start to the last exit (startup included) and, in
 `train_steps_per_s`, the training time the runs report. GPU busy share = mean of nvidia-smi utilization
@@ -38,6 +40,10 @@ from statemix.generate import generate  # noqa: E402
 from statemix.io import atomic_write_text  # noqa: E402
 
 SEEDS = (0, 1, 2)
+TODAY = "one process per run (eager, today)"
+PER_ARCH = "one worker per architecture (graphed, stacked)"
+PER_TASK = "one worker for every architecture (graphed, stacked; batch=true)"
+BATCHED = {PER_TASK: "batched", PER_ARCH: "batched, worker per arch"}
 
 
 def main_study_widths(n: int = 3) -> dict:
@@ -124,6 +130,8 @@ def main(argv=None):
                    help="widths timed alone (default: each arch's first)")
     p.add_argument("--single-archs", nargs="+", default=None, help="archs timed alone (default all)")
     p.add_argument("--skip-pool", action="store_true", help="skip today's path (quick checks only)")
+    p.add_argument("--workers", nargs="+", choices=["arch", "task"], default=["arch", "task"],
+                   help="worker phases: one process per architecture, and/or one for the whole mix")
     p.add_argument("--out", default="reports/benchmarks/bench_grid_throughput")
     args = p.parse_args(argv)
     study = main_study_widths()
@@ -141,18 +149,18 @@ def main(argv=None):
         if not args.skip_pool:
             jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
                       *_sets(args, "off")], [tmp / f"pool/{a}_{w}_{s}"]) for a, w, s in grid]
-            results["one process per run (eager, today)"] = phase("pool", jobs, args.concurrency, tmp)
-        jobs = []
-        for a in args.archs:
-            cmd = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--arch", a, "--data", str(data),
-                   *_sets(args, "auto")]
-            folders = []
-            for w in args.widths_of[a]:
-                for s in args.seeds:
-                    folders.append(tmp / f"worker/{a}_{w}_{s}")
-                    cmd += ["--run", f"{w},{s},{folders[-1]}"]
-            jobs.append((cmd, folders))
-        results["one worker per architecture (graphed, stacked)"] = phase("worker", jobs, len(jobs), tmp)
+            results[TODAY] = phase("pool", jobs, args.concurrency, tmp)
+        worker = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--data", str(data), *_sets(args, "auto")]
+
+        def worker_job(folder, archs):
+            runs = [(a, w, s, tmp / folder / f"{a}_{w}_{s}") for a in archs for w in args.widths_of[a] for s in args.seeds]
+            return [*worker, *(x for a, w, s, out in runs for x in ("--run", f"{a}:{w},{s},{out}"))], [r[-1] for r in runs]
+
+        if "arch" in args.workers:
+            jobs = [worker_job("worker", [a]) for a in args.archs]
+            results[PER_ARCH] = phase("worker", jobs, len(jobs), tmp)
+        if "task" in args.workers:
+            results[PER_TASK] = phase("task", [worker_job("task", args.archs)], 1, tmp)
         singles = {}
         for a in args.single_archs or args.archs:
             for w in args.single_widths or args.widths_of[a][:1]:
@@ -160,6 +168,24 @@ def main(argv=None):
                 singles[a, w] = phase(f"single_{a}_{w}", [([*base, "--arch", a, "--width", str(w), "--seed", "0",
                                                              "--out", str(out), *_sets(args, "auto")], [out])], 1, tmp)
     write(args, results, singles)
+
+
+def batched_rows(result, mode):
+    """Per (arch, width) rows of one worker phase: a run's steps over its training time, averaged over seeds."""
+    rows, by = [], {}
+    for m in result["metrics"]:
+        if m["status"] != "ok":
+            rows.append({"arch": m["arch"], "width": m["width"], "mode": mode, "runs": 1, "failed": 1,
+                         "steps_per_s": float("nan"), "step_path": m["error"]})
+            continue
+        by.setdefault((m["arch"], m["width"]), []).append(m)
+    for (arch, width), ms in by.items():
+        rows.append({"arch": arch, "width": width, "mode": mode, "runs": len(ms),
+                     "steps_per_s": sum(m["steps"] / m["train_s"] for m in ms) / len(ms),
+                     "wall_s": max(m["wall_time_s"] for m in ms), "gpu_busy": result["busy"],
+                     "run_steps_per_s": float("nan"), "step_path": ms[0]["step_path"],
+                     "stacked_runs": ms[0].get("stacked_runs", 1)})
+    return rows
 
 
 def write(args, results, singles):
@@ -170,20 +196,9 @@ def write(args, results, singles):
         rows.append({"arch": "mix", "width": 0, "mode": name, "runs": len(r["metrics"]), "failed": len(r["metrics"]) - len(ok),
                      "steps_per_s": r["steps"] / r["wall_s"], "wall_s": r["wall_s"], "gpu_busy": r["busy"],
                      "run_steps_per_s": train_rate, "step_path": ""})
-    worker = next(r for n, r in results.items() if n.startswith("one worker"))
-    by = {}
-    for m in worker["metrics"]:
-        if m["status"] != "ok":
-            rows.append({"arch": m["arch"], "width": m["width"], "mode": "batched", "runs": 1, "failed": 1,
-                         "steps_per_s": float("nan"), "step_path": m["error"]})
-            continue
-        by.setdefault((m["arch"], m["width"]), []).append(m)
-    for (arch, width), ms in by.items():
-        rows.append({"arch": arch, "width": width, "mode": "batched", "runs": len(ms),
-                     "steps_per_s": sum(m["steps"] / m["train_s"] for m in ms) / len(ms),
-                     "wall_s": max(m["wall_time_s"] for m in ms), "gpu_busy": worker["busy"],
-                     "run_steps_per_s": float("nan"), "step_path": ms[0]["step_path"],
-                     "stacked_runs": ms[0].get("stacked_runs", 1)})
+    for name, mode in BATCHED.items():
+        if name in results:
+            rows += batched_rows(results[name], mode)
     for (arch, width), r in singles.items():
         m = r["metrics"][0]
         if m["status"] != "ok":
@@ -194,16 +209,17 @@ def write(args, results, singles):
     table = pd.DataFrame(rows)
     hw = results and next(iter(results.values()))["metrics"][0]["provenance"]
     mix = table[table.arch == "mix"].set_index("mode")["steps_per_s"]
-    base = mix.get("one process per run (eager, today)", float("nan"))
+    base = mix.get(TODAY, float("nan"))
     header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
               f"Hardware: {hw['hardware']}; torch {hw['torch']}; triton {hw['triton']}; commit {hw['git_commit']}"
               f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs at widths "
               f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
               f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
               f"one run's steps / its training time. Per-arch rows: one run's steps/s over its training time, "
-              f"`single` = one graphed run alone, `batched` = inside its architecture's worker while all workers "
-              f"run at once. `gpu_busy`: mean nvidia-smi utilization while the phase ran. Speed-up of the worker "
-              f"path over today's: {max(mix) / base:.1f}x.\n\n")
+              f"`single` = one graphed run alone, `batched` = inside the one worker that holds the whole mix "
+              f"(the pipeline's batch path), `batched, worker per arch` = inside its architecture's worker while "
+              f"all workers run at once. `gpu_busy`: mean nvidia-smi utilization while the phase ran. Speed-up of "
+              f"the fastest worker path over today's: {max(mix) / base:.1f}x.\n\n")
     markdown = header + table.to_markdown(index=False, floatfmt=".3g") + "\n"
     atomic_write_text(f"{args.out}.csv", table.to_csv(index=False))
     atomic_write_text(f"{args.out}.md", markdown)

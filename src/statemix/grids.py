@@ -352,13 +352,14 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
 
 
 def train_batches(runs) -> dict:
-    """Runs a batch worker trains together: one batch per task instance x arch x variant (all its widths and
-    seeds; seeds stack when their datasets share a shape). Keys are `task/arch/variant`; runs sorted."""
+    """Runs a batch worker trains together: one batch per task instance x variant (every architecture, width and
+    seed of it, in one process so that its groups' CUDA streams overlap; seeds stack when their datasets share
+    a shape). Keys are `task/variant`; runs sorted by arch, width, seed."""
     batches: dict = {}
     for run in runs:
-        batches.setdefault((f"{run.task}/{run.arch}/{run.variant}", tuple(run.overrides)), []).append(run)
+        batches.setdefault((f"{run.task}/{run.variant}", tuple(run.overrides)), []).append(run)
     keys = [key for key, _ in batches]
-    return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.width, r.seed))
+    return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.arch, r.width, r.seed))
             for i, ((key, _), members) in enumerate(sorted(batches.items(), key=lambda kv: kv[0][0]))}
 
 

@@ -1,12 +1,14 @@
-"""Many trainings in one process: `python -m statemix.worker --task T --arch A --data DIR --run W,SEED,OUT
-[--run W,SEED,OUT ...] [--params FILE ...] [--set section.key=value ...]`.
+"""Many trainings in one process: `python -m statemix.worker --task T [--arch A] --data DIR --run [ARCH:]W,SEED,OUT
+[--run [ARCH:]W,SEED,OUT ...] [--params FILE ...] [--set section.key=value ...]`.
 
 Each run is what `python -m statemix.train --width W --seed SEED --out OUT` (same task, data, params) would do:
 same init (seeded per run), same shuffles (seeded per run and epoch), its own folder, checkpoint every
 epoch, resume, early stop and metrics.json. Runs that differ only in their seed are stacked into one
 batched model (statemix.stack) and stepped together; the others (other widths, or architectures with
-modules that have no stacked twin) step side by side, each group on its own CUDA stream. Imports, data
-loading and graph capture are paid once per worker. A run that stops early is final at once (metrics.json
+modules that have no stacked twin) step side by side, each group on its own CUDA stream. A run names its
+architecture (`lru:8,0,OUT`) or takes `--arch`, so one worker can hold every architecture of a task: all
+groups then share one CUDA context, where their streams overlap, instead of processes that the GPU
+time-slices. Imports, data loading and graph capture are paid once per worker. A run that stops early is final at once (metrics.json
 written); it keeps riding in its stack but is never reported again. Killing the worker loses at most the
 current epoch of each run. Exit status: 0 all ok, 2 bad input, 3 some run diverged.
 """
@@ -29,10 +31,10 @@ from statemix.trainer import Diverged
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[argparse.Namespace]]:
     p = argparse.ArgumentParser(prog="python -m statemix.worker", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
-    p.add_argument("--arch", required=True)
+    p.add_argument("--arch", default=None, help="architecture of every run that names none")
     p.add_argument("--data", default=None, help="dataset folder of every run that names none")
-    p.add_argument("--run", action="append", required=True, metavar="WIDTH,SEED,OUT[,DATA]", dest="runs",
-                   help="one run; DATA (default --data) when the run's dataset differs, e.g. one per seed")
+    p.add_argument("--run", action="append", required=True, metavar="[ARCH:]WIDTH,SEED,OUT[,DATA]", dest="runs",
+                   help="one run; ARCH (default --arch) and DATA (default --data) where they differ per run")
     p.add_argument("--params", action="append", default=[])
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv)
@@ -40,10 +42,13 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[argparse.Namespace]]
     for text in args.runs:
         parts = text.split(",")
         if len(parts) not in (3, 4) or not all(parts):
-            raise ValueError(f"--run {text!r}: expected WIDTH,SEED,OUT or WIDTH,SEED,OUT,DATA")
+            raise ValueError(f"--run {text!r}: expected [ARCH:]WIDTH,SEED,OUT or [ARCH:]WIDTH,SEED,OUT,DATA")
         if len(parts) == 3 and args.data is None:
             raise ValueError(f"--run {text!r}: names no DATA and no --data was given")
-        runs.append(argparse.Namespace(task=args.task, arch=args.arch, width=parts[0], seed=parts[1],
+        arch, _, width = parts[0].rpartition(":")
+        if not (arch or args.arch):
+            raise ValueError(f"--run {text!r}: names no ARCH (as ARCH:WIDTH,...) and no --arch was given")
+        runs.append(argparse.Namespace(task=args.task, arch=arch or args.arch, width=width, seed=parts[1],
                                        data=parts[3] if len(parts) == 4 else args.data, out=parts[2],
                                        params=args.params,
                                        overrides=args.overrides))

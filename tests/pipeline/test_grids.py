@@ -184,3 +184,17 @@ def test_every_grid_checkpoints_each_epoch(name):
 
     for run in grids.load(name, check_names=False).runs.values():
         assert config.load(overrides=run.overrides).train.checkpoint_every == 1, run
+
+
+def test_train_batches_hold_every_architecture_of_a_task_and_variant():
+    """One batch per task instance x variant (overrides), every arch, width and seed of it exactly once."""
+    grid = grids.load("smoke", check_names=False)
+    batches = grids.train_batches(grid.runs.values())
+    assert sorted(r.path("smoke") for rs in batches.values() for r in rs) == sorted(grid.runs)
+    expected = {(r.task, r.variant) for r in grid.runs.values()}
+    assert len(batches) == len(expected)
+    for key, runs in batches.items():
+        assert len({(r.task, r.variant, r.overrides) for r in runs}) == 1, key
+        assert key.startswith(f"{runs[0].task}/{runs[0].variant}")
+        assert runs == sorted(runs, key=lambda r: (r.arch, r.width, r.seed))
+    assert any(len({r.arch for r in runs}) > 1 for runs in batches.values())

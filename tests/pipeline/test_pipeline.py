@@ -104,6 +104,21 @@ def test_every_training_gets_a_unique_readable_run_name():
     assert "in-context-recall/hlru-m2/relu/w8/s0" in names and "in-context-recall/hlru-m2/tanh/w8/s0" in names
 
 
+def test_batch_plan_runs_each_training_once_in_one_worker_per_task_and_variant():
+    """--config batch=true: every run of the grid appears in exactly one worker command, as ARCH:WIDTH,SEED,OUT,DATA."""
+    out = snakemake(ROOT, "-n", "-p", "--forceall", "--nolock", "--config", "grid=smoke", "batch=true")
+    text = out.stdout + out.stderr
+    commands = [line for line in text.splitlines() if "-m statemix.worker" in line]
+    grid = grids.load("smoke", check_names=False)
+    assert len(commands) == len({(r.task, r.variant) for r in grid.runs.values()})
+    got = [m.groups() for c in commands for m in re.finditer(r"--run ([a-z0-9-]+):(\d+),(\d+),(\S+),(\S+)", c)]
+    assert sorted(path for *_, path, _ in got) == sorted(grid.runs)
+    for arch, width, seed, path, data in got:
+        run = grid.runs[path]
+        assert (run.arch, run.width, run.seed) == (arch, int(width), int(seed))
+        assert data == run.dataset_path("smoke")
+
+
 def test_gpu_plan_dry_runs_with_the_benchmark():
     """The plan a GPU machine makes (forced with STATEMIX_GPU=1) parses, and adds the benchmark job."""
     env = dict(ENV, STATEMIX_GPU="1")

@@ -87,3 +87,18 @@ def test_worker_runs_equal_runs_alone_on_cuda(data, tmp_path, arch):
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["step_path"] == "cuda_graph"
         _same(alone, got, ("train_loss", "test_loss", "lr"))
+
+
+@pytest.mark.gpu
+def test_one_worker_for_every_architecture_equals_runs_alone_on_cuda(data, tmp_path):
+    """The batch path: stacks and single runs of several architectures replayed side by side in one process."""
+    runs = [("bdlru-m4", 32, 0), ("bdlru-m4", 32, 1), ("hlru-m2", 16, 0), ("lstm", 32, 0), ("mamba2", 64, 0),
+            ("gdn", 128, 0)]
+    args = ["--task", "in-context-recall", "--data", str(data), *COMMON]
+    for arch, width, seed in runs:
+        args += ["--run", f"{arch}:{width},{seed},{tmp_path / f'{arch}_{seed}'}"]
+    assert worker.main(args) == 0
+    for arch, width, seed in runs:
+        alone, _ = _train(data, tmp_path / f"alone_{arch}_{seed}", arch, "on", seed, width)
+        got = pd.read_csv(tmp_path / f"{arch}_{seed}" / "history.csv")
+        _same(alone, got, ("train_loss", "test_loss", "lr"))

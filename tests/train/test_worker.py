@@ -63,6 +63,29 @@ def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
         assert mine["stacked_runs"] == (2 if arch == "bdlru-m2" and width == 8 else 1)
 
 
+def test_one_worker_trains_several_architectures(data, data_seed1, tmp_path):
+    """Runs name their architecture (ARCH:WIDTH,...): the bdlru-m2 seeds stack, lstm runs beside them, and each
+    equals its run alone."""
+    runs = [("bdlru-m2", 8, 0, tmp_path / "b0", data_seed1), ("bdlru-m2", 8, 1, tmp_path / "b1", data),
+            ("lstm", 8, 0, tmp_path / "l0", data)]
+    args = ["--task", "in-context-recall", *TINY]
+    for arch, width, seed, out, folder in runs:
+        args += ["--run", f"{arch}:{width},{seed},{out},{folder}"]
+    assert worker.main(args) == 0
+    for arch, width, seed, out, folder in runs:
+        history, _ = _alone(folder, tmp_path / f"alone_{arch}_{seed}", arch, width, seed)
+        mine = json.loads((out / "metrics.json").read_text())
+        assert mine["arch"] == arch and mine["stacked_runs"] == (2 if arch == "bdlru-m2" else 1)
+        got = pd.read_csv(out / "history.csv")
+        for col in LOSSES:
+            assert got[col].to_numpy() == pytest.approx(history[col].to_numpy(), rel=1e-5, abs=1e-6), col
+
+
+def test_a_run_without_an_architecture_is_refused(data, tmp_path, capsys):
+    assert worker.main(["--task", "in-context-recall", "--data", str(data), "--run", f"8,0,{tmp_path}"]) == 2
+    assert "names no ARCH" in capsys.readouterr().err
+
+
 def test_grouping_stacks_seeds_of_one_width_only(data, tmp_path):
     jobs = [train.prepare(train.parse_args(["--task", "in-context-recall", "--arch", arch, "--width", str(w),
                                             "--seed", str(s), "--data", str(data), "--out",

@@ -23,7 +23,7 @@ if not BATCH:
           " > {log} 2>&1"
 
 
-# --config batch=true: one job per task x arch x variant (statemix.grids.train_batches), trained by one
+# --config batch=true: one job per task x variant (statemix.grids.train_batches), trained by one
 # `python -m statemix.worker` process; each run keeps its own folder and metrics.json. Committed finished runs
 # join no batch (Snakemake would delete their files before rerunning it), and each batch is placed on one GPU.
 _DONE = FINISHED if results.committed(GRID) else {}
@@ -33,15 +33,14 @@ for _i, (_key, _runs) in enumerate(BATCHES.items()):
     rule:
         name: f"train_batch_{_i}"
         input:
-            data=[f"data/{G}/{r.task}/s{r.seed}/{split}/manifest.json" for r in _runs for split in ("train", "test")],
+            data=sorted({f"{r.dataset_path(G)}/{split}/manifest.json" for r in _runs for split in ("train", "test")}),
             code=grids.code_files("train"),
         output:
             run_metrics(_runs),
         params:
             task=_runs[0].task_name,
-            arch=_runs[0].arch,
             sets=grids.cli_sets(_runs[0].overrides),
-            runs=" ".join(f"--run {r.width},{r.seed},{r.path(G)},data/{G}/{r.task}/s{r.seed}" for r in _runs),
+            runs=" ".join(f"--run {r.arch}:{r.width},{r.seed},{r.path(G)},{r.dataset_path(G)}" for r in _runs),
             experiment=f"track.experiment=statemix-{G}",
         threads: GRID.spec.get("threads", 1)
         resources:
@@ -49,5 +48,5 @@ for _i, (_key, _runs) in enumerate(BATCHES.items()):
         log:
             f"logs/{G}/train_batch/{_key}.log",
         shell:
-            "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.worker --task {params.task} --arch {params.arch}"
+            "{resources.gpu_env} OMP_NUM_THREADS={threads} {PY} -m statemix.worker --task {params.task}"
             " {params.runs} --set {params.experiment} {params.sets} {TRACK_TRAIN} > {log} 2>&1"
