@@ -130,13 +130,19 @@ class Group:
             with self._on_stream():
                 self.steps.step(i)
 
-    def end(self, train_s: float) -> None:
-        """Evaluate, then book the epoch for every active run; a run that stops or diverges is finished."""
-        t0 = time.perf_counter()
+    def evaluate(self) -> None:
+        """Queue the epoch's accumulators, the test evaluation and the copy-back on this group's stream, without
+        waiting: every group's evaluation is in flight before the first group's books are kept on the host."""
+        self.eval_t0 = time.perf_counter()
         with self._on_stream():
-            runs = self.steps.end_epoch(self.lr)
-            tests = self.steps.evaluate([t.test for t in self.trainers])
+            self.epoch_runs = self.steps.end_epoch(self.lr)
+            self.tests = self.steps.evaluate([t.test for t in self.trainers])
             self._store()
+
+    def end(self, train_s: float) -> None:
+        """Book the epoch for every active run once its evaluation is done; a run that stops or diverges is
+        finished."""
+        t0, runs, tests = self.eval_t0, self.epoch_runs, self.tests
         if self.stream is not None:
             self.stream.synchronize()
         with warnings.catch_warnings():
@@ -210,6 +216,8 @@ def run(runs: list[argparse.Namespace]) -> int:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_s = time.perf_counter() - t0
+            for g in live:
+                g.evaluate()
             for g in live:
                 g.end(train_s)
             live = [g for g in live if any(g.active)]
