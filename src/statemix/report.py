@@ -74,8 +74,8 @@ def section_tasks(summary: pd.DataFrame, tasks) -> str:
                  _fmt(r.epochs_mean, digits=1), f"{r.seeds - r.failed}/{r.seeds}"]
                 for r in rows.sort_values(["arch", "variant", "width"]).itertuples()]
         out.append(f"### {task}\n\n" + _table(
-            ["arch", "variant", "width", "state size", "params", "macro acc", "micro acc", "last-epoch acc",
-             "epochs", "ok runs"], body))
+            ["arch", "variant", "width", "state size (whole model)", "params", "macro acc", "micro acc",
+             "last-epoch acc", "epochs", "ok runs"], body))
     return "\n\n".join(out)
 
 
@@ -116,7 +116,8 @@ def section_order(summary: pd.DataFrame, figures: Path, tasks) -> str:
     plots.order(best, figures / "order.png", tasks)
     body = [[r.task, r.arch, r.width, r.state_size, _fmt(r.acc_mean, r.acc_std)]
             for r in best.sort_values(["task", "family", "m"]).itertuples()]
-    return "![order](figures/order.png)\n\n" + _table(["task", "arch", "width", "state size", "macro acc"], body)
+    header = ["task", "arch", "width", "state size (whole model)", "macro acc"]
+    return "![order](figures/order.png)\n\n" + _table(header, body)
 
 
 def section_norm(summary: pd.DataFrame, variants, figures: Path, tasks) -> str:

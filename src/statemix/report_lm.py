@@ -98,7 +98,7 @@ def section(grid: grids.Grid, table: pd.DataFrame, figures: Path) -> str:
                  "–" if pd.isna(r.tokens_per_s) else f"{r.tokens_per_s:,.0f}", f"{r.seeds - r.failed}/{r.seeds}"]
                 for r in rows.sort_values(["width", "ppl_mean"]).itertuples()]
         parts.append(f"### {task}\n\n" + _table(
-            ["arch", "width", "state size", "params", "perplexity", "bits/byte", "last-epoch ppl",
+            ["arch", "width", "state size (whole model)", "params", "perplexity", "bits/byte", "last-epoch ppl",
              "selected epoch", "tokens/s", "ok runs"], body))
     verdicts = compare(summary)
     parts.append("BD-LRU against LSTM and the diagonal LRU at equal state size:\n\n"
