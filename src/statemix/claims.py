@@ -311,11 +311,22 @@ def section(grid: grids.Grid, summary: pd.DataFrame, bench_files=()) -> str:
     """The report's claims section: a verdict table, the rules, then each claim's numbers."""
     vs = verdicts(grid, summary, bench_files)
     parts = [_table(("claim", "verdict", "basis"), [[v.claim, f"**{v.verdict}**", v.why] for v in vs]),
-             "Rules (statemix.claims):\n\n" + RULES]
-    parts += [f"### {v.claim}\n\n**{v.verdict}**. " + v.why + ".\n\n" + (_table(v.header, v.rows) if v.rows else
-                                                                         "No cell of this grid bears on it.")
+             disagreements(vs), "Rules (statemix.claims):\n\n" + RULES]
+    parts += [f"### {v.claim}\n\n**{v.verdict}**. " + v.why + "."
+              + (" **This disagrees with the paper.**" if v.verdict == "refuted" else "") + "\n\n"
+              + (_table(v.header, v.rows) if v.rows else "No cell of this grid bears on it.")
               for v in vs]
     return "\n\n".join(parts)
+
+
+def disagreements(vs: list) -> str:
+    """One plain sentence on where this grid's runs disagree with the paper (its refuted claims)."""
+    refuted = [v.claim.split(":")[0] for v in vs if v.verdict == "refuted"]
+    if not refuted:
+        return "No claim is refuted by this grid's runs: where they bear on a claim, they agree with the paper."
+    return (f"**Where this grid's runs disagree with the paper: {', '.join(refuted)}** (refuted under this grid's "
+            "protocol, stated above: at least one informative comparison contradicts the claim; the rows marked "
+            "as such below give the numbers).")
 
 
 def not_run(grid: grids.Grid, table: pd.DataFrame) -> str:

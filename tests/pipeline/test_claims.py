@@ -128,6 +128,13 @@ def test_section_not_run_and_deviations():
     text = claims.section(g, perm(), [])
     assert "| C4: BD-LRU solves S3–S5 at moderate block sizes and beats the baselines there | **confirmed** |" in text
     assert claims.RULES in text
+    assert "No claim is refuted by this grid's runs" in text and "disagrees with the paper" not in text
     missing = claims.not_run(g, pd.DataFrame({"path": ["results/hand/S3/lru/base/w8/s0"]}))
     assert "1 of the grid's 2 runs" in missing and "| main | S3 | lru | base | 1 | w8/s1 |" in missing
     assert "- three seeds instead of best-of-sweep" in claims.deviations(g)
+
+
+def test_a_refuted_claim_is_called_a_disagreement_with_the_paper():
+    vs = [claims.Verdict("C1: one", "confirmed", "x", []), claims.Verdict("C5: two", "refuted", "y", []),
+          claims.Verdict("C6: three", "refuted", "z", [])]
+    assert claims.disagreements(vs).startswith("**Where this grid's runs disagree with the paper: C5, C6**")
