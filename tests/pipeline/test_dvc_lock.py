@@ -52,8 +52,6 @@ def test_stale_entries_ignores_only_unpulled_outputs():
         "report": ["params/grids/cpu.yaml: {'report': 'modified'}", "changed command"]}
 
 
-@pytest.mark.xfail(reason="dvc.lock is stale after the design merge (c44b7c1) moved fingerprinted code; "
-                   "`make lock` (about 18 min on 2 cores) did not fit in the session that merged it", strict=False)
 def test_committed_dvc_lock_is_up_to_date():
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
