@@ -150,11 +150,14 @@ def main(argv=None):
             jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
                       *_sets(args, "off")], [tmp / f"pool/{a}_{w}_{s}"]) for a, w, s in grid]
             results[TODAY] = phase("pool", jobs, args.concurrency, tmp)
-        worker = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--data", str(data), *_sets(args, "auto")]
+        worker = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--data", str(data),
+                  *_sets(args, "auto")]
 
         def worker_job(folder, archs):
-            runs = [(a, w, s, tmp / folder / f"{a}_{w}_{s}") for a in archs for w in args.widths_of[a] for s in args.seeds]
-            return [*worker, *(x for a, w, s, out in runs for x in ("--run", f"{a}:{w},{s},{out}"))], [r[-1] for r in runs]
+            """One worker command holding every width and seed of `archs`, and its runs' folders."""
+            runs = [(f"{a}:{w},{s}", tmp / folder / f"{a}_{w}_{s}")
+                    for a in archs for w in args.widths_of[a] for s in args.seeds]
+            return [*worker, *(x for spec, out in runs for x in ("--run", f"{spec},{out}"))], [out for _, out in runs]
 
         if "arch" in args.workers:
             jobs = [worker_job("worker", [a]) for a in args.archs]

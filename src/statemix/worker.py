@@ -8,9 +8,9 @@ batched model (statemix.stack) and stepped together; the others (other widths, o
 modules that have no stacked twin) step side by side, each group on its own CUDA stream. A run names its
 architecture (`lru:8,0,OUT`) or takes `--arch`, so one worker can hold every architecture of a task: all
 groups then share one CUDA context, where their streams overlap, instead of processes that the GPU
-time-slices. Imports, data loading and graph capture are paid once per worker. A run that stops early is final at once (metrics.json
-written); it keeps riding in its stack but is never reported again. Killing the worker loses at most the
-current epoch of each run. Exit status: 0 all ok, 2 bad input, 3 some run diverged.
+time-slices. Imports, data loading and graph capture are paid once per worker. A run that stops early is
+final at once (metrics.json written); it keeps riding in its stack but is never reported again. Killing the
+worker loses at most the current epoch of each run. Exit status: 0 all ok, 2 bad input, 3 some run diverged.
 """
 from __future__ import annotations
 
