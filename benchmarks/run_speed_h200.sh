@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The training-speed checks on one GPU machine in one call: the graphed-step and batch-worker GPU tests
+# (tests/train/test_graphs_gpu.py with its one-worker-for-every-architecture case, test_train_gpu.py), then
+# benchmarks/bench_grid_throughput.py with real epochs, so its rates are near the steady state.
+# Usage: benchmarks/run_speed_h200.sh OUTDIR; OUTDIR = $OUT (each file lands there as soon as it exists).
+# TEST_S (default 120) and BENCH_S (default 420) bound the two steps; STEPS (100) and EPOCHS (3) size the
+# benchmark (100 steps = one epoch of MAD's 12,800 examples). Here: copy OUTDIR/bench_grid_throughput.{md,csv}
+# to reports/benchmarks/ and the test log to reports/gpu_tests/, then `python -m statemix.budget paper`.
+set -u
+out=${1:?usage: run_speed_h200.sh OUTDIR}
+mkdir -p "$out"
+export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD; } \
+  > "$out/gpu.txt" 2>&1
+timeout -k 10 "${TEST_S:-120}" python3 -m pytest -q -m gpu tests/train/test_graphs_gpu.py tests/train/test_train_gpu.py -rfE -p no:cacheprovider \
+  > "$out/test_graphs_gpu.log" 2>&1
+echo "gpu tests rc=$?" | tee -a "$out/test_graphs_gpu.log"
+timeout -k 10 "${BENCH_S:-420}" python3 benchmarks/bench_grid_throughput.py --steps "${STEPS:-100}" \
+  --epochs "${EPOCHS:-3}" --out "$out/bench_grid_throughput" > "$out/bench.log" 2>&1
+echo "benchmark rc=$?" | tee -a "$out/bench.log"
+tail -40 "$out/bench.log"
