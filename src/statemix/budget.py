@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from statemix import config, grids
+from statemix import config, coverage, grids
 
 REPORTS = grids.ROOT / "reports"
 PILOT = REPORTS / "pilot" / "summary.csv"
@@ -216,6 +216,7 @@ def estimate(grid: grids.Grid, rates: Rates) -> tuple[str, bool]:
                                                  .str.replace(r" w\d+$", "", regex=True).value_counts().items())
               + ". Epoch sources: " + "; ".join(f"{k} ({v})" for k, v in final["epochs_from"].value_counts().items())
               + "."]
+    lines += ["", coverage.section(grid)]
     if rates.bench is None:
         lines.append("`reports/benchmarks/bench_grid_throughput.csv` has no batched rows: steps/s come from the "
                      "pilot (reports/pilot/summary.csv, measured with its runs sharing the H200) and, for an arch "

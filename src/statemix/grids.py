@@ -44,7 +44,7 @@ STAGE_CODE = {
     "aggregate": ["src/statemix/aggregate.py", "src/statemix/grids.py", "src/statemix/paths.py",
                   "src/statemix/checks.py"],
     "report": ["src/statemix/report.py", "src/statemix/report_lm.py", "src/statemix/plots.py",
-               "src/statemix/claims.py"],
+               "src/statemix/claims.py", "src/statemix/coverage.py"],
     "benchmark": ["benchmarks/bench_scan.py", "benchmarks/bench_layer.py", "benchmarks/timing.py", "src/statemix/ops/*.py", "src/statemix/ops/triton/*.py",
                   "src/statemix/mixers/*.py"],
 }
