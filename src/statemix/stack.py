@@ -76,8 +76,49 @@ class StackedEmbedding(nn.Module):
         return F.embedding(flat, self.weight.reshape(K * V, D))
 
 
+def _block_diagonal(w: torch.Tensor) -> torch.Tensor:
+    """`[K, 4H, I]` -> `[4KH, KI]`: gate g of run k at rows g*KH + k*H, its inputs at columns k*I."""
+    K, four_h, inputs = w.shape
+    eye = torch.eye(K, dtype=w.dtype, device=w.device)
+    blocks = torch.einsum("kghi,kl->gkhli", w.view(K, 4, four_h // 4, inputs), eye)
+    return blocks.reshape(four_h * K, K * inputs)
+
+
+class StackedLSTM(nn.Module):
+    """K one-layer, batch-first LSTMs as one LSTM of hidden K*H with block-diagonal weights, so the K runs take
+    one cuDNN call. Each run's gate rows and inputs stay in their own block (the off-diagonal blocks are built
+    as zeros each call, so they carry no parameters and no gradient). Input `[K*B, T, D]`, state `[1, K*B, H]`."""
+
+    def __init__(self, layers):
+        super().__init__()
+        first = layers[0]
+        shape = (first.num_layers, first.bidirectional, first.proj_size, first.batch_first, first.bias)
+        if shape != (1, False, 0, True, True):
+            raise ValueError("StackedLSTM stacks one-layer, unidirectional, batch-first LSTMs with biases only")
+        self.hidden = first.hidden_size
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            setattr(self, name, _stack(getattr(m, name) for m in layers))
+
+    def forward(self, x, state=None):
+        K, H = self.weight_ih_l0.shape[0], self.hidden
+        B, T = x.shape[0] // K, x.shape[1]
+        xs = x.reshape(K, B, T, -1).permute(1, 2, 0, 3).reshape(B, T, -1)
+        if state is not None:
+            state = tuple(s.reshape(1, K, B, H).permute(0, 2, 1, 3).reshape(1, B, K * H) for s in state)
+        else:
+            zero = xs.new_zeros(1, B, K * H)
+            state = (zero, zero)
+        weights = [_block_diagonal(self.weight_ih_l0), _block_diagonal(self.weight_hh_l0),
+                   self.bias_ih_l0.view(K, 4, H).transpose(0, 1).reshape(-1),
+                   self.bias_hh_l0.view(K, 4, H).transpose(0, 1).reshape(-1)]
+        out, h, c = torch._VF.lstm(xs, state, weights, True, 1, 0.0, self.training, False, True)
+        out = out.reshape(B, T, K, H).permute(2, 0, 1, 3).reshape(K * B, T, H)
+        h, c = (s.reshape(1, B, K, H).permute(0, 2, 1, 3).reshape(1, K * B, H) for s in (h, c))
+        return out, (h, c)
+
+
 TWINS = {nn.Linear: StackedLinear, nn.LayerNorm: StackedNorm, nn.RMSNorm: StackedNorm,
-         nn.Embedding: StackedEmbedding}
+         nn.Embedding: StackedEmbedding, nn.LSTM: StackedLSTM}
 
 
 def unstackable(model: nn.Module) -> str | None:

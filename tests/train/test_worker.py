@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from statemix import graphs, stack, train, worker
 from statemix.generate import generate
@@ -60,14 +61,14 @@ def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
         for col in LOSSES + ["lr", "steps"]:
             assert got[col].to_numpy() == pytest.approx(history[col].to_numpy(), rel=1e-5, abs=1e-6), col
         assert mine["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
-        assert mine["stacked_runs"] == (2 if arch == "bdlru-m2" and width == 8 else 1)
+        assert mine["stacked_runs"] == (2 if width == 8 else 1)
 
 
 def test_one_worker_trains_several_architectures(data, data_seed1, tmp_path):
-    """Runs name their architecture (ARCH:WIDTH,...): the bdlru-m2 seeds stack, lstm runs beside them, and each
-    equals its run alone."""
+    """Runs name their architecture (ARCH:WIDTH,...): the bdlru-m2 seeds stack, an lstm and a mamba2 run beside
+    them, and each equals its run alone."""
     runs = [("bdlru-m2", 8, 0, tmp_path / "b0", data_seed1), ("bdlru-m2", 8, 1, tmp_path / "b1", data),
-            ("lstm", 8, 0, tmp_path / "l0", data)]
+            ("lstm", 8, 0, tmp_path / "l0", data), ("mamba2", 32, 0, tmp_path / "m0", data)]
     args = ["--task", "in-context-recall", *TINY]
     for arch, width, seed, out, folder in runs:
         args += ["--run", f"{arch}:{width},{seed},{out},{folder}"]
@@ -90,10 +91,12 @@ def test_grouping_stacks_seeds_of_one_width_only(data, tmp_path):
     jobs = [train.prepare(train.parse_args(["--task", "in-context-recall", "--arch", arch, "--width", str(w),
                                             "--seed", str(s), "--data", str(data), "--out",
                                             str(tmp_path / f"{arch}{w}{s}"), *TINY]), graphed=False)
-            for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("lstm", 8, 0), ("lstm", 8, 1))]
+            for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("mamba2", 32, 0), ("mamba2", 32, 1),
+                               ("lstm", 8, 0), ("lstm", 8, 1))]
     groups = worker.build_groups(jobs, torch.device("cpu"))
-    assert sorted(g.K for g in groups) == [1, 1, 1, 2]
+    assert sorted(g.K for g in groups) == [1, 1, 1, 2, 2]
     assert stack.unstackable(jobs[3].model) is not None and stack.unstackable(jobs[0].model) is None
+    assert stack.unstackable(jobs[5].model) is None
 
 
 def test_a_stopped_run_is_final_and_its_stack_mate_unaffected(data, tmp_path, monkeypatch):
@@ -135,13 +138,14 @@ def test_resume_after_kill_loses_at_most_one_epoch(data, tmp_path, monkeypatch):
         assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
 
 
-@pytest.mark.parametrize("backbone", ["lm", "autoencoder"])
-def test_stacked_model_matches_each_model(backbone):
-    """The compression AutoEncoder stacks too: each run reads its own learned position table."""
+@pytest.mark.parametrize("arch, backbone", [("bdlru-m4", "lm"), ("bdlru-m4", "autoencoder"), ("lstm", "lm")])
+def test_stacked_model_matches_each_model(arch, backbone):
+    """The compression AutoEncoder stacks too (each run reads its own learned position table), and so does the
+    LSTM (one LSTM with block-diagonal weights)."""
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model("bdlru-m4", 8, 11, 12, d_model=16, n_layers=1, backbone=backbone))
+        models.append(build_model(arch, 8, 11, 12, d_model=16, n_layers=1, backbone=backbone))
     assert stack.unstackable(models[0]) is None
     stacked = stack.stack_models(models)
     x = torch.randint(0, 11, (3, 5, 12))
@@ -163,3 +167,19 @@ def test_bad_cuda_graphs_value_is_named():
         graphs.use_graphs("sometimes", torch.device("cpu"))
     with pytest.raises(ValueError, match="needs a CUDA device"):
         graphs.use_graphs("on", torch.device("cpu"))
+
+
+def test_stacked_lstm_carries_each_runs_state_and_refuses_what_it_cannot_stack():
+    torch.manual_seed(0)
+    K, B, T, D, H = 3, 2, 5, 4, 6
+    layers = [nn.LSTM(D, H, batch_first=True) for _ in range(K)]
+    x, h0, c0 = torch.randn(K * B, T, D), torch.randn(1, K * B, H), torch.randn(1, K * B, H)
+    out, (h, c) = stack.StackedLSTM(layers)(x, (h0, c0))
+    for k, layer in enumerate(layers):
+        rows = slice(k * B, (k + 1) * B)
+        want, (wh, wc) = layer(x[rows], (h0[:, rows], c0[:, rows]))
+        torch.testing.assert_close(out[rows], want)
+        torch.testing.assert_close(h[:, rows], wh)
+        torch.testing.assert_close(c[:, rows], wc)
+    with pytest.raises(ValueError, match="one-layer"):
+        stack.StackedLSTM([nn.LSTM(D, H, num_layers=2, batch_first=True)])
