@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from statemix.mixers.common import RunRows
+
 
 def _stack(tensors) -> nn.Parameter:
     return nn.Parameter(torch.stack([t.detach() for t in tensors]))
@@ -117,17 +119,54 @@ class StackedLSTM(nn.Module):
         return out, (h, c)
 
 
+class StackedConv1d(nn.Module):
+    """K depthwise Conv1d layers: x `[K*B, C, T]` -> `[K*B, C, T']`, as one depthwise conv over K*C channels."""
+
+    def __init__(self, layers):
+        super().__init__()
+        first = layers[0]
+        if first.groups != first.in_channels or first.out_channels != first.in_channels:
+            raise ValueError("StackedConv1d stacks depthwise Conv1d layers only")
+        self.padding, self.stride, self.dilation = first.padding, first.stride, first.dilation
+        self.weight = _stack(m.weight for m in layers)
+        self.bias = _stack(m.bias for m in layers) if first.bias is not None else None
+
+    def forward(self, x):
+        K, C = self.weight.shape[:2]
+        xs = x.unflatten(0, (K, -1)).transpose(0, 1).flatten(1, 2)
+        bias = None if self.bias is None else self.bias.flatten()
+        y = F.conv1d(xs, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, K * C)
+        return y.unflatten(1, (K, C)).transpose(0, 1).flatten(0, 1)
+
+
+def _own_parameters_stacked(layers):
+    """A RunRows module (statemix.mixers.common) of K runs: its own parameters become `[K, ...]` and `runs` = K;
+    its children are replaced by their own twins afterwards."""
+    twin = copy.deepcopy(layers[0])
+    for name, _ in layers[0].named_parameters(recurse=False):
+        setattr(twin, name, _stack(getattr(m, name) for m in layers))
+    twin.runs = len(layers)
+    return twin
+
+
 TWINS = {nn.Linear: StackedLinear, nn.LayerNorm: StackedNorm, nn.RMSNorm: StackedNorm,
-         nn.Embedding: StackedEmbedding, nn.LSTM: StackedLSTM}
+         nn.Embedding: StackedEmbedding, nn.LSTM: StackedLSTM, nn.Conv1d: StackedConv1d}
+
+
+def _twin(module: nn.Module):
+    """The stacked twin's maker for `module`'s type, or None."""
+    return TWINS.get(type(module)) or (_own_parameters_stacked if isinstance(module, RunRows) else None)
 
 
 def unstackable(model: nn.Module) -> str | None:
     """Why `model` cannot be stacked (a module with parameters outside TWINS), or None."""
     for name, module in model.named_modules():
-        if any(True for _ in module.parameters(recurse=False)) and type(module) not in TWINS:
+        if any(True for _ in module.parameters(recurse=False)) and _twin(module) is None:
             return f"{name or 'model'} ({type(module).__name__}) owns parameters that have no stacked twin"
         if isinstance(module, nn.Embedding) and (module.padding_idx is not None or module.max_norm is not None):
             return f"{name} is an Embedding with padding_idx/max_norm"
+        if isinstance(module, nn.Conv1d) and module.groups != module.in_channels:
+            return f"{name} is a Conv1d that is not depthwise"
     return None
 
 
@@ -141,7 +180,7 @@ def stack_models(models: list[nn.Module]) -> nn.Module:
         raise ValueError("cannot stack models whose parameter names or shapes differ")
     stacked = copy.deepcopy(models[0])
     for name, module in list(models[0].named_modules()):
-        twin = TWINS.get(type(module))
+        twin = _twin(module)
         if twin is None:
             continue
         parent, _, attr = name.rpartition(".")

@@ -74,7 +74,7 @@ def test_graphed_run_resumes_after_a_kill(data, tmp_path, monkeypatch, arch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("arch", ["bdlru-m4", "hlru-m2", "lstm", "mamba2"])
 def test_worker_runs_equal_runs_alone_on_cuda(data, tmp_path, arch):
-    """mamba2 cannot stack: its runs are groups of one, replayed side by side on their own streams."""
+    """Seeds a and b stack (mamba2's as groups of heads of one SSD call), run c steps beside them on its stream."""
     wide, narrow = (64, 32) if arch == "mamba2" else (32, 16)
     runs = [(wide, 0, tmp_path / "a"), (wide, 1, tmp_path / "b"), (narrow, 2, tmp_path / "c")]
     args = ["--task", "in-context-recall", "--arch", arch, "--data", str(data), *COMMON]

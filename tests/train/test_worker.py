@@ -47,10 +47,11 @@ def _worker(data, arch, runs, *extra):
     return worker.main(args)
 
 
-@pytest.mark.parametrize("arch", ["bdlru-m2", "lstm"])
-def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
-    """Seeds 0 and 1 (own datasets, as the pipeline's per-seed data) stack; width 4 runs beside them."""
-    runs = [(8, 0, tmp_path / "w8s0", data), (8, 1, tmp_path / "w8s1", data_seed1), (4, 2, tmp_path / "w4s2", data)]
+@pytest.mark.parametrize("arch, wide, narrow", [("bdlru-m2", 8, 4), ("lstm", 8, 4), ("gdn", 8, 4),
+                                                 ("mamba2", 64, 32)])
+def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch, wide, narrow):
+    """Seeds 0 and 1 (own datasets, as the pipeline's per-seed data) stack; the narrower run steps beside them."""
+    runs = [(wide, 0, tmp_path / "a", data), (wide, 1, tmp_path / "b", data_seed1), (narrow, 2, tmp_path / "c", data)]
     assert _worker(data, arch, runs, "--set", "train.grad_clip=0.05") == 0
     for width, seed, out, folder in runs:
         history, metrics = _alone(folder, tmp_path / f"alone{width}_{seed}", arch, width, seed,
@@ -61,7 +62,7 @@ def test_worker_runs_equal_runs_trained_alone(data, data_seed1, tmp_path, arch):
         for col in LOSSES + ["lr", "steps"]:
             assert got[col].to_numpy() == pytest.approx(history[col].to_numpy(), rel=1e-5, abs=1e-6), col
         assert mine["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
-        assert mine["stacked_runs"] == (2 if width == 8 else 1)
+        assert mine["stacked_runs"] == (2 if width == wide else 1)
 
 
 def test_one_worker_trains_several_architectures(data, data_seed1, tmp_path):
@@ -91,8 +92,8 @@ def test_grouping_stacks_seeds_of_one_width_only(data, tmp_path):
     jobs = [train.prepare(train.parse_args(["--task", "in-context-recall", "--arch", arch, "--width", str(w),
                                             "--seed", str(s), "--data", str(data), "--out",
                                             str(tmp_path / f"{arch}{w}{s}"), *TINY]), graphed=False)
-            for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("mamba2", 32, 0), ("mamba2", 32, 1),
-                               ("lstm", 8, 0), ("lstm", 8, 1))]
+            for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("lru-complex", 8, 0),
+                               ("lru-complex", 8, 1), ("mamba2", 32, 0), ("mamba2", 32, 1))]
     groups = worker.build_groups(jobs, torch.device("cpu"))
     assert sorted(g.K for g in groups) == [1, 1, 1, 2, 2]
     assert stack.unstackable(jobs[3].model) is not None and stack.unstackable(jobs[0].model) is None
@@ -138,14 +139,17 @@ def test_resume_after_kill_loses_at_most_one_epoch(data, tmp_path, monkeypatch):
         assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
 
 
-@pytest.mark.parametrize("arch, backbone", [("bdlru-m4", "lm"), ("bdlru-m4", "autoencoder"), ("lstm", "lm")])
-def test_stacked_model_matches_each_model(arch, backbone):
-    """The compression AutoEncoder stacks too (each run reads its own learned position table), and so does the
-    LSTM (one LSTM with block-diagonal weights)."""
+@pytest.mark.parametrize("arch, width, backbone", [
+    ("bdlru-m4", 8, "lm"), ("bdlru-m4", 8, "autoencoder"), ("lstm", 8, "lm"), ("mamba2", 32, "lm"),
+    ("gdn", 128, "lm"), ("dproduct", 128, "autoencoder")])
+def test_stacked_model_matches_each_model(arch, width, backbone):
+    """The compression AutoEncoder stacks too (each run reads its own learned position table), the LSTM as one
+    LSTM with block-diagonal weights, and the baselines with per-head parameters (Mamba2, Gated DeltaNet,
+    DeltaProduct) with each run's parameters on its own rows (Mamba2's runs scan as groups of heads)."""
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model(arch, 8, 11, 12, d_model=16, n_layers=1, backbone=backbone))
+        models.append(build_model(arch, width, 11, 12, d_model=16, n_layers=1, backbone=backbone))
     assert stack.unstackable(models[0]) is None
     stacked = stack.stack_models(models)
     x = torch.randint(0, 11, (3, 5, 12))
@@ -183,3 +187,9 @@ def test_stacked_lstm_carries_each_runs_state_and_refuses_what_it_cannot_stack()
         torch.testing.assert_close(c[:, rows], wc)
     with pytest.raises(ValueError, match="one-layer"):
         stack.StackedLSTM([nn.LSTM(D, H, num_layers=2, batch_first=True)])
+
+
+def test_only_depthwise_convolutions_stack():
+    with pytest.raises(ValueError, match="depthwise"):
+        stack.StackedConv1d([nn.Conv1d(4, 4, 3, groups=2)])
+    assert "not depthwise" in stack.unstackable(nn.Sequential(nn.Conv1d(4, 4, 3)))

@@ -61,7 +61,23 @@ class ShortConv(nn.Module):
         return (F.silu(y) if self.activation else y), window[..., 1:]
 
 
-class GatedRMSNorm(nn.Module):
+class RunRows:
+    """Mixin for a module whose own parameters may carry a leading run dimension: statemix.stack stacks K
+    trained models into one (`runs` = K, each own parameter `[K, ...]`) and folds the runs into the batch, so
+    rows k*B .. k*B+B-1 of every activation belong to run k. `_rows` gives each row its run's slice."""
+
+    runs = 1
+
+    def _rows(self, p, t):
+        """`p` `[..., X]` broadcastable against `t` `[R, ..., X]`: `p` itself for one run; for K runs (`p`
+        `[K, X]`), run k's `p[k]` on run k's rows, as `[R, 1, ..., X]`."""
+        if self.runs == 1:
+            return p
+        per_row = p.repeat_interleave(t.shape[0] // self.runs, dim=0)
+        return per_row.view(per_row.shape[0], *[1] * (t.dim() - p.dim()), *per_row.shape[1:])
+
+
+class GatedRMSNorm(RunRows, nn.Module):
     """RMSNorm over groups of the last dim with a SiLU gate.
 
     norm_before_gate=False: `rms(x * silu(z)) * w` (Mamba2); True: `rms(x) * w * silu(z)` (fla's FusedRMSNormGated).
@@ -80,7 +96,7 @@ class GatedRMSNorm(nn.Module):
             x = x * F.silu(z)
         g = x.unflatten(-1, (-1, self.group_size))
         g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + self.eps)
-        y = g.flatten(-2) * self.weight
+        y = g.flatten(-2) * self._rows(self.weight, x)
         if self.norm_before_gate:
             y = y * F.silu(z)
         return y.to(dtype)

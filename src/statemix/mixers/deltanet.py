@@ -10,12 +10,12 @@ from torch import nn
 
 from statemix.checks import check_positive
 
-from .common import GatedRMSNorm, ShortConv, check_backend, dt_bias_init
+from .common import GatedRMSNorm, RunRows, ShortConv, check_backend, dt_bias_init
 from .delta_rule import (gated_delta_product_chunked, gated_delta_product_library, gated_delta_product_ref,
                          gated_delta_rule_chunked, gated_delta_rule_library, l2norm, library_status)
 
 
-class GatedDeltaProduct(nn.Module):
+class GatedDeltaProduct(RunRows, nn.Module):
     """Gated DeltaProduct: n_h Householder (generalised delta-rule) steps per token, one decay per token.
 
     Args: d_model D, num_heads H, head_dim K (= V), num_householder n_h, allow_neg_eigval (β ∈ [0, 2]),
@@ -48,7 +48,8 @@ class GatedDeltaProduct(nn.Module):
 
     def _gates(self, x):
         """Log decay g `[..., H]` and β `[..., n_h * H]` (sub-step major)."""
-        g = -torch.exp(self.A_log) * F.softplus(self.a_proj(x).float() + self.dt_bias)
+        a = self.a_proj(x).float()
+        g = -torch.exp(self._rows(self.A_log, a)) * F.softplus(a + self._rows(self.dt_bias, a))
         beta = torch.sigmoid(self.b_proj(x))
         return g, beta * 2 if self.allow_neg_eigval else beta
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from statemix.checks import check_positive
 
-from .common import GatedRMSNorm, ShortConv, acc, check_backend, dt_bias_init, no_autocast
+from .common import GatedRMSNorm, RunRows, ShortConv, acc, check_backend, dt_bias_init, no_autocast
 
 
 def _heads(t, H):
@@ -84,7 +84,17 @@ def library_available():
     return torch.cuda.is_available()
 
 
-class Mamba2(nn.Module):
+def _runs_to_heads(t, K):
+    """`[K*B, T, H, ...]` -> `[B, T, K*H, ...]`: K stacked runs become K groups of heads of one batch."""
+    return t.unflatten(0, (K, -1)).movedim(0, 2).flatten(2, 3)
+
+
+def _heads_to_runs(t, K):
+    """Inverse of `_runs_to_heads`."""
+    return t.unflatten(2, (K, -1)).movedim(2, 0).flatten(0, 1)
+
+
+class Mamba2(RunRows, nn.Module):
     """Mamba2 block as mamba-ssm's `Mamba2` (in_proj -> causal conv -> SSD -> gated RMSNorm -> out_proj).
 
     Differs only in taking `d_inner` directly (mamba-ssm: `expand * d_model`), so the state `d_inner * d_state`
@@ -120,7 +130,7 @@ class Mamba2(nn.Module):
         GS = self.ngroups * self.d_state
         x, B, C = torch.split(xBC, [self.d_inner, GS, GS], dim=-1)
         lead = x.shape[:-1]
-        return (x.unflatten(-1, (self.nheads, self.headdim)), F.softplus(dt + self.dt_bias),
+        return (x.unflatten(-1, (self.nheads, self.headdim)), F.softplus(dt + self._rows(self.dt_bias, dt)),
                 -torch.exp(self.A_log), B.reshape(*lead, self.ngroups, self.d_state),
                 C.reshape(*lead, self.ngroups, self.d_state))
 
@@ -132,7 +142,13 @@ class Mamba2(nn.Module):
         z, xBC, dt = self._split(self.in_proj(u))
         x, dt, A, B, C = self._ssm_inputs(self.conv(xBC), dt)
         scan = ssd_library if self._use_library(u) else ssd_chunked
-        y, _ = scan(x, dt, A, B, C, self.D, chunk_size=self.chunk_size)
+        if self.runs == 1:
+            y, _ = scan(x, dt, A, B, C, self.D, chunk_size=self.chunk_size)
+        else:  # heads never mix, so K stacked runs scan as K groups of heads (A and D are per head)
+            K = self.runs
+            y, _ = scan(*(_runs_to_heads(t, K) for t in (x, dt)), A.flatten(),
+                        *(_runs_to_heads(t, K) for t in (B, C)), self.D.flatten(), chunk_size=self.chunk_size)
+            y = _heads_to_runs(y, K)
         return self.out_proj(self.norm(y.flatten(-2), z))
 
     def step(self, u_t, state=None):
