@@ -228,19 +228,25 @@ def run_name(cfg: config_mod.Config, manifest: dict) -> str:
             f"/s{cfg.train.seed}")
 
 
-def main(argv=None) -> int:
+def run_cli(prog: str, body) -> int:
+    """Exit status of a training CLI's `body()`: a ValueError is bad input (2, the message on stderr); Ctrl-C or
+    SIGTERM stops it (130 / 143) after saying how to resume; otherwise what `body` returns."""
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run(parse_args(argv))
+        return body()
     except ValueError as err:
-        print(f"statemix.train: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        print(f"statemix.train: stopped ({err or 'interrupted'}); rerun the same command to resume",
-              file=sys.stderr, flush=True)
+        print(f"{prog}: stopped ({err or 'interrupted'}); rerun the same command to resume", file=sys.stderr,
+              flush=True)
         return 143 if isinstance(err, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv=None) -> int:
+    return run_cli("statemix.train", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ worker loses at most the current epoch of each run. Exit status: 0 all ok, 2 bad
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 import warnings
@@ -232,19 +231,7 @@ def run(runs: list[argparse.Namespace]) -> int:
 
 
 def main(argv=None) -> int:
-    previous = signal.signal(signal.SIGTERM, train._terminate)
-    try:
-        _, runs = parse_args(argv)
-        return run(runs)
-    except ValueError as err:
-        print(f"statemix.worker: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as err:
-        print(f"statemix.worker: stopped ({err or 'interrupted'}); rerun the same command to resume",
-              file=sys.stderr, flush=True)
-        return 143 if isinstance(err, train.Terminated) else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return train.run_cli("statemix.worker", lambda: run(parse_args(argv)[1]))
 
 
 if __name__ == "__main__":
