@@ -22,6 +22,13 @@ def _stack(tensors) -> nn.Parameter:
     return nn.Parameter(torch.stack([t.detach() for t in tensors]))
 
 
+def _accept(twin, layers) -> None:
+    """Raise if `twin` cannot stack `layers` (its `refuses` says why)."""
+    why = twin.refuses(layers[0])
+    if why:
+        raise ValueError(f"{twin.__name__}: {why}")
+
+
 def _runs(x: torch.Tensor, K: int) -> torch.Tensor:
     return x.reshape(K, -1, x.shape[-1])
 
@@ -67,8 +74,15 @@ class StackedNorm(nn.Module):
 class StackedEmbedding(nn.Module):
     """K embedding tables: tokens `[K*B, ...]` -> `[K*B, ..., D]`, run k looking up its own table."""
 
+    @staticmethod
+    def refuses(module) -> str | None:
+        if module.padding_idx is not None or module.max_norm is not None:
+            return "an Embedding with padding_idx/max_norm"
+        return None
+
     def __init__(self, layers):
         super().__init__()
+        _accept(StackedEmbedding, layers)
         self.weight = _stack(m.weight for m in layers)
 
     def forward(self, tokens):
@@ -91,13 +105,16 @@ class StackedLSTM(nn.Module):
     one cuDNN call. Each run's gate rows and inputs stay in their own block (the off-diagonal blocks are built
     as zeros each call, so they carry no parameters and no gradient). Input `[K*B, T, D]`, state `[1, K*B, H]`."""
 
+    @staticmethod
+    def refuses(module) -> str | None:
+        shape = (module.num_layers, module.bidirectional, module.proj_size, module.batch_first, module.bias)
+        return None if shape == (1, False, 0, True, True) else \
+            "an LSTM that is not one-layer, unidirectional, batch-first with biases"
+
     def __init__(self, layers):
         super().__init__()
-        first = layers[0]
-        shape = (first.num_layers, first.bidirectional, first.proj_size, first.batch_first, first.bias)
-        if shape != (1, False, 0, True, True):
-            raise ValueError("StackedLSTM stacks one-layer, unidirectional, batch-first LSTMs with biases only")
-        self.hidden = first.hidden_size
+        _accept(StackedLSTM, layers)
+        self.hidden = layers[0].hidden_size
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             setattr(self, name, _stack(getattr(m, name) for m in layers))
 
@@ -122,11 +139,15 @@ class StackedLSTM(nn.Module):
 class StackedConv1d(nn.Module):
     """K depthwise Conv1d layers: x `[K*B, C, T]` -> `[K*B, C, T']`, as one depthwise conv over K*C channels."""
 
+    @staticmethod
+    def refuses(module) -> str | None:
+        depthwise = module.groups == module.in_channels == module.out_channels
+        return None if depthwise else "a Conv1d that is not depthwise"
+
     def __init__(self, layers):
         super().__init__()
+        _accept(StackedConv1d, layers)
         first = layers[0]
-        if first.groups != first.in_channels or first.out_channels != first.in_channels:
-            raise ValueError("StackedConv1d stacks depthwise Conv1d layers only")
         self.padding, self.stride, self.dilation = first.padding, first.stride, first.dilation
         self.weight = _stack(m.weight for m in layers)
         self.bias = _stack(m.bias for m in layers) if first.bias is not None else None
@@ -161,12 +182,12 @@ def _twin(module: nn.Module):
 def unstackable(model: nn.Module) -> str | None:
     """Why `model` cannot be stacked (a module with parameters outside TWINS), or None."""
     for name, module in model.named_modules():
-        if any(True for _ in module.parameters(recurse=False)) and _twin(module) is None:
+        twin = _twin(module)
+        if any(True for _ in module.parameters(recurse=False)) and twin is None:
             return f"{name or 'model'} ({type(module).__name__}) owns parameters that have no stacked twin"
-        if isinstance(module, nn.Embedding) and (module.padding_idx is not None or module.max_norm is not None):
-            return f"{name} is an Embedding with padding_idx/max_norm"
-        if isinstance(module, nn.Conv1d) and module.groups != module.in_channels:
-            return f"{name} is a Conv1d that is not depthwise"
+        why = getattr(twin, "refuses", lambda _: None)(module)
+        if why:
+            return f"{name or 'model'} is {why}"
     return None
 
 

@@ -187,6 +187,7 @@ def test_stacked_lstm_carries_each_runs_state_and_refuses_what_it_cannot_stack()
         torch.testing.assert_close(c[:, rows], wc)
     with pytest.raises(ValueError, match="one-layer"):
         stack.StackedLSTM([nn.LSTM(D, H, num_layers=2, batch_first=True)])
+    assert "one-layer" in stack.unstackable(nn.Sequential(nn.LSTM(D, H, num_layers=2, batch_first=True)))
 
 
 def test_only_depthwise_convolutions_stack():
