@@ -14,7 +14,8 @@ Three ways are timed in one run, on the same data:
   single: one graphed `python -m statemix.train` alone, per architecture and width.
 Aggregate steps/s counts wall time from the first process start to the last exit (startup included) and, in
 `train_steps_per_s`, the training time the runs report. GPU busy share = mean of nvidia-smi utilization
-sampled every 100 ms while a phase runs. Writes <out>.csv and <out>.md (atomically).
+sampled every 100 ms while a phase runs. Phases run in the order task, pool, single, worker (the least telling last); <out>.csv and <out>.md are
+rewritten (atomically) after each, so a run cut off at its time limit keeps the phases it finished.
 
     python benchmarks/bench_grid_throughput.py --out reports/benchmarks/bench_grid_throughput
 """
@@ -94,10 +95,12 @@ def _sets(args, graphs):
 
 
 def _call(cmd, log):
+    """Run one command to `log`; an error text when it failed (a crashed process leaves the phase's others)."""
     with open(log, "w") as f:
         code = subprocess.run(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT).returncode
     if code not in (0, 3):  # 3: a run diverged; it is counted as failed in the table
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {code}; see {log}:\n{Path(log).read_text()[-3000:]}")
+        return f"{' '.join(map(str, cmd))[:300]} exited {code}; see {log}:\n{Path(log).read_text()[-3000:]}"
+    return None
 
 
 def _metrics(folders):
@@ -105,12 +108,15 @@ def _metrics(folders):
 
 
 def phase(name, jobs, concurrency, tmp):
-    """Run `jobs` [(cmd, folders)] `concurrency` at a time; aggregate steps/s from the runs' metrics."""
+    """Run `jobs` [(cmd, folders)] `concurrency` at a time; aggregate steps/s from the metrics of the runs that
+    wrote them (a failed process is reported and its runs are missing from the table)."""
     t0 = time.perf_counter()
     with GpuSampler() as gpu, ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda ij: _call(ij[1][0], tmp / f"{name}{ij[0]}.log"), enumerate(jobs)))
+        errors = [e for e in pool.map(lambda ij: _call(ij[1][0], tmp / f"{name}{ij[0]}.log"), enumerate(jobs)) if e]
     wall = time.perf_counter() - t0
-    metrics = _metrics([f for _, folders in jobs for f in folders])
+    for e in errors:
+        print(f"{name}: {e}", file=sys.stderr, flush=True)
+    metrics = _metrics([f for _, folders in jobs for f in folders if (Path(f) / "metrics.json").exists()])
     steps = sum(m.get("steps", 0) for m in metrics)
     print(f"{name}: {len(metrics)} runs, {steps} steps in {wall:.1f} s -> {steps / wall:.0f} steps/s, "
           f"GPU busy {gpu.busy:.2f}", flush=True)
@@ -145,11 +151,7 @@ def main(argv=None):
         generate("in-context-recall", "test", data / "test", seed=1, sets={"num_examples": 256})
         base = [py, "-m", "statemix.train", "--task", "in-context-recall", "--data", str(data)]
         grid = [(a, w, s) for a in args.archs for w in args.widths_of[a] for s in args.seeds]
-        results = {}
-        if not args.skip_pool:
-            jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
-                      *_sets(args, "off")], [tmp / f"pool/{a}_{w}_{s}"]) for a, w, s in grid]
-            results[TODAY] = phase("pool", jobs, args.concurrency, tmp)
+        results, singles = {}, {}
         worker = [py, "-m", "statemix.worker", "--task", "in-context-recall", "--data", str(data),
                   *_sets(args, "auto")]
 
@@ -159,18 +161,24 @@ def main(argv=None):
                     for a in archs for w in args.widths_of[a] for s in args.seeds]
             return [*worker, *(x for spec, out in runs for x in ("--run", f"{spec},{out}"))], [out for _, out in runs]
 
-        if "arch" in args.workers:
-            jobs = [worker_job("worker", [a]) for a in args.archs]
-            results[PER_ARCH] = phase("worker", jobs, len(jobs), tmp)
         if "task" in args.workers:
             results[PER_TASK] = phase("task", [worker_job("task", args.archs)], 1, tmp)
-        singles = {}
+            write(args, results, singles)
+        if not args.skip_pool:
+            jobs = [([*base, "--arch", a, "--width", str(w), "--seed", str(s), "--out", str(tmp / f"pool/{a}_{w}_{s}"),
+                      *_sets(args, "off")], [tmp / f"pool/{a}_{w}_{s}"]) for a, w, s in grid]
+            results[TODAY] = phase("pool", jobs, args.concurrency, tmp)
+            write(args, results, singles)
         for a in args.single_archs or args.archs:
             for w in args.single_widths or args.widths_of[a][:1]:
                 out = tmp / f"single/{a}_{w}"
                 singles[a, w] = phase(f"single_{a}_{w}", [([*base, "--arch", a, "--width", str(w), "--seed", "0",
                                                              "--out", str(out), *_sets(args, "auto")], [out])], 1, tmp)
-    write(args, results, singles)
+        write(args, results, singles)
+        if "arch" in args.workers:
+            jobs = [worker_job("worker", [a]) for a in args.archs]
+            results[PER_ARCH] = phase("worker", jobs, len(jobs), tmp)
+            write(args, results, singles)
 
 
 def batched_rows(result, mode):
@@ -203,14 +211,14 @@ def write(args, results, singles):
         if name in results:
             rows += batched_rows(results[name], mode)
     for (arch, width), r in singles.items():
-        m = r["metrics"][0]
+        m = r["metrics"][0] if r["metrics"] else {"status": "missing"}
         if m["status"] != "ok":
             continue
         rows.append({"arch": arch, "width": width, "mode": "single", "runs": 1, "steps_per_s": m["steps_per_s"],
                      "wall_s": r["wall_s"], "gpu_busy": r["busy"], "run_steps_per_s": float("nan"),
                      "step_path": m["step_path"], "stacked_runs": 1})
     table = pd.DataFrame(rows)
-    hw = results and next(iter(results.values()))["metrics"][0]["provenance"]
+    hw = next(m for r in [*results.values(), *singles.values()] for m in r["metrics"])["provenance"]
     mix = table[table.arch == "mix"].set_index("mode")["steps_per_s"]
     base = mix.get(TODAY, float("nan"))
     header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
@@ -222,7 +230,7 @@ def write(args, results, singles):
               f"`single` = one graphed run alone, `batched` = inside the one worker that holds the whole mix "
               f"(the pipeline's batch path), `batched, worker per arch` = inside its architecture's worker while "
               f"all workers run at once. `gpu_busy`: mean nvidia-smi utilization while the phase ran. Speed-up of "
-              f"the fastest worker path over today's: {max(mix) / base:.1f}x.\n\n")
+              f"the fastest worker path over today's: {mix.max() / base:.1f}x.\n\n")
     markdown = header + table.to_markdown(index=False, floatfmt=".3g") + "\n"
     atomic_write_text(f"{args.out}.csv", table.to_csv(index=False))
     atomic_write_text(f"{args.out}.md", markdown)

@@ -4,7 +4,8 @@
 # benchmarks/bench_grid_throughput.py with real epochs, so its rates are near the steady state.
 # Usage: benchmarks/run_speed_h200.sh OUTDIR; OUTDIR = $OUT (each file lands there as soon as it exists).
 # TEST_S (default 120) and BENCH_S (default 420) bound the two steps; STEPS (100) and EPOCHS (3) size the
-# benchmark (100 steps = one epoch of MAD's 12,800 examples). Here: copy OUTDIR/bench_grid_throughput.{md,csv}
+# benchmark (100 steps = one epoch of MAD's 12,800 examples); SINGLE_ARCHS (the targets' bdlru-m4, bdlru-m2,
+# hlru-m2, and lru) are timed alone. Here: copy OUTDIR/bench_grid_throughput.{md,csv}
 # to reports/benchmarks/ and the test log to reports/gpu_tests/, then `python -m statemix.budget paper`.
 set -u
 out=${1:?usage: run_speed_h200.sh OUTDIR}
@@ -16,6 +17,6 @@ timeout -k 10 "${TEST_S:-120}" python3 -m pytest -q -m gpu tests/train/test_grap
   > "$out/test_graphs_gpu.log" 2>&1
 echo "gpu tests rc=$?" | tee -a "$out/test_graphs_gpu.log"
 timeout -k 10 "${BENCH_S:-420}" python3 benchmarks/bench_grid_throughput.py --steps "${STEPS:-100}" \
-  --epochs "${EPOCHS:-3}" --out "$out/bench_grid_throughput" > "$out/bench.log" 2>&1
+  --epochs "${EPOCHS:-3}" --single-archs ${SINGLE_ARCHS:-bdlru-m4 bdlru-m2 hlru-m2 lru} --out "$out/bench_grid_throughput" > "$out/bench.log" 2>&1
 echo "benchmark rc=$?" | tee -a "$out/bench.log"
 tail -40 "$out/bench.log"
