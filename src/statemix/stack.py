@@ -93,10 +93,13 @@ class StackedEmbedding(nn.Module):
 
 
 def _block_diagonal(w: torch.Tensor) -> torch.Tensor:
-    """`[K, 4H, I]` -> `[4KH, KI]`: gate g of run k at rows g*KH + k*H, its inputs at columns k*I."""
+    """`[K, 4H, I]` -> `[4KH, KI]`: gate g of run k at rows g*KH + k*H, its inputs at columns k*I. Built by
+    indexing, not arithmetic, so it keeps the weight's dtype under autocast: cuDNN wants every LSTM weight in
+    one dtype, and autocast then casts them all as it does an nn.LSTM's."""
     K, four_h, inputs = w.shape
-    eye = torch.eye(K, dtype=w.dtype, device=w.device)
-    blocks = torch.einsum("kghi,kl->gkhli", w.view(K, 4, four_h // 4, inputs), eye)
+    blocks = w.new_zeros(4, K, four_h // 4, K, inputs)
+    k = torch.arange(K, device=w.device)
+    blocks[:, k, :, k] = w.view(K, 4, four_h // 4, inputs)
     return blocks.reshape(four_h * K, K * inputs)
 
 
