@@ -174,8 +174,9 @@ class Group:
         self.codes[self.jobs[k].out] = train.finish(self.jobs[k], result)
 
 
-def build_groups(jobs: list[train.Job], device: torch.device) -> list[Group]:
-    """Stack runs whose stack_key agrees and whose models have stacked twins; the rest run one per group."""
+def build_groups(jobs: list[train.Job], device: torch.device, errors: list) -> list[Group]:
+    """Stack runs whose stack_key agrees and whose models have stacked twins; the rest run one per group. A
+    group that cannot be built is dropped as `each` drops one."""
     buckets: dict = {}
     for job in jobs:
         job.trainer._resume()
@@ -183,7 +184,37 @@ def build_groups(jobs: list[train.Job], device: torch.device) -> list[Group]:
         stackable = stack.unstackable(job.model) is None
         key = stack_key(job) if stackable else ("alone", str(job.out))
         buckets.setdefault(key, []).append(job)
-    return [Group(members, device) for members in buckets.values()]
+    groups = []
+    for members in buckets.values():
+        try:
+            groups.append(Group(members, device))
+        except Exception as err:  # noqa: BLE001 -- one architecture's bug must not end the other runs
+            _drop(members, [True] * len(members), err, errors)
+    return groups
+
+
+def _drop(jobs: list[train.Job], active: list[bool], err: Exception, errors: list) -> None:
+    """Leave a broken group's runs unfinished: tracked FAILED, no metrics.json, their last checkpoint kept, so
+    a later call resumes them."""
+    print(f"statemix.worker: error: {type(err).__name__}: {err}; left unfinished (resumable): "
+          f"{', '.join(str(j.out) for j, a in zip(jobs, active) if a)}", file=sys.stderr, flush=True)
+    for job, alive in zip(jobs, active):
+        if alive:
+            job.abort(err)
+    errors.append(err)
+
+
+def each(groups: list[Group], call, errors: list) -> list[Group]:
+    """`call(group)` for each group; the groups that raised are dropped (`_drop`) and the rest carry on."""
+    kept = []
+    for g in groups:
+        try:
+            call(g)
+            kept.append(g)
+        except Exception as err:  # noqa: BLE001 -- one architecture's bug must not end the other runs
+            _drop(g.jobs, g.active, err, errors)
+            g.active = [False] * g.K
+    return kept
 
 
 def run(runs: list[argparse.Namespace]) -> int:
@@ -196,8 +227,8 @@ def run(runs: list[argparse.Namespace]) -> int:
             jobs.append(job)
     if not jobs:
         return max(codes, default=0)
-    device = jobs[0].device
-    groups = build_groups(jobs, device)
+    device, errors = jobs[0].device, []
+    groups = build_groups(jobs, device, errors)
     for g in groups:
         for k, t in enumerate(g.trainers):
             if t.stopped is not None:
@@ -208,18 +239,14 @@ def run(runs: list[argparse.Namespace]) -> int:
         live = [g for g in groups if any(g.active)]
         while live:
             t0 = time.perf_counter()
-            most = max(g.begin() for g in live)
-            for i in range(most):
-                for g in live:
-                    g.step(i)
+            live = each(live, Group.begin, errors)
+            for i in range(max((g.n_steps for g in live), default=0)):
+                live = each(live, lambda g: g.step(i), errors)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_s = time.perf_counter() - t0
-            for g in live:
-                g.evaluate()
-            for g in live:
-                g.end(train_s)
-            live = [g for g in live if any(g.active)]
+            live = each(live, Group.evaluate, errors)
+            live = [g for g in each(live, lambda g: g.end(train_s), errors) if any(g.active)]
     except BaseException as err:
         for g in groups:
             for k, job in enumerate(g.jobs):
@@ -227,6 +254,9 @@ def run(runs: list[argparse.Namespace]) -> int:
                     job.abort(err)
         raise
     codes += [c for g in groups for c in g.codes.values()]
+    if errors:
+        print(f"statemix.worker: {len(errors)} group(s) failed (above); the other runs finished", file=sys.stderr)
+        return 1
     return max(codes, default=0)
 
 

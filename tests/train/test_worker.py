@@ -83,6 +83,37 @@ def test_one_worker_trains_several_architectures(data, data_seed1, tmp_path):
             assert got[col].to_numpy() == pytest.approx(history[col].to_numpy(), rel=1e-5, abs=1e-6), col
 
 
+def test_a_group_that_raises_leaves_the_others_finished_and_itself_resumable(data, tmp_path, monkeypatch, capsys):
+    """An LSTM group breaking in its second epoch (as cuDNN refused the stacked LSTM on the H200) ends only its
+    own runs: unfinished, resumable; the bdlru-m2 runs beside it finish and equal runs alone; exit 1."""
+    runs = [("bdlru-m2", 8, 0, tmp_path / "b0"), ("lstm", 8, 0, tmp_path / "l0"), ("lstm", 8, 1, tmp_path / "l1")]
+    real_step, steps = worker.Group.step, []
+
+    def lstm_breaks(self, i):
+        if self.jobs[0].cfg.model.arch == "lstm":
+            steps.append(i)
+            if len(steps) > 4:
+                raise RuntimeError("Weight scalar types do not match.")
+        real_step(self, i)
+
+    monkeypatch.setattr(worker.Group, "step", lstm_breaks)
+    args = ["--task", "in-context-recall", "--data", str(data), *TINY]
+    args += [x for arch, w, s, out in runs for x in ("--run", f"{arch}:{w},{s},{out}")]
+    assert worker.main(args) == 1
+    assert "left unfinished (resumable)" in capsys.readouterr().err
+    history, _ = _alone(data, tmp_path / "alone_b", "bdlru-m2", 8, 0)
+    got = pd.read_csv(runs[0][3] / "history.csv")
+    assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
+    assert not any((out / "metrics.json").exists() for *_, out in runs[1:])
+    assert all(len(pd.read_csv(out / "history.csv")) == 1 for *_, out in runs[1:])
+    monkeypatch.setattr(worker.Group, "step", real_step)
+    assert worker.main(args) == 0
+    for _, w, s, out in runs[1:]:
+        history, _ = _alone(data, tmp_path / f"alone_l{s}", "lstm", w, s)
+        got = pd.read_csv(out / "history.csv")
+        assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
+
+
 def test_a_run_without_an_architecture_is_refused(data, tmp_path, capsys):
     assert worker.main(["--task", "in-context-recall", "--data", str(data), "--run", f"8,0,{tmp_path}"]) == 2
     assert "names no ARCH" in capsys.readouterr().err
@@ -94,7 +125,7 @@ def test_grouping_stacks_seeds_of_one_width_only(data, tmp_path):
                                             str(tmp_path / f"{arch}{w}{s}"), *TINY]), graphed=False)
             for arch, w, s in (("lru", 8, 0), ("lru", 8, 1), ("lru", 4, 0), ("lru-complex", 8, 0),
                                ("lru-complex", 8, 1), ("mamba2", 32, 0), ("mamba2", 32, 1))]
-    groups = worker.build_groups(jobs, torch.device("cpu"))
+    groups = worker.build_groups(jobs, torch.device("cpu"), [])
     assert sorted(g.K for g in groups) == [1, 1, 1, 2, 2]
     assert stack.unstackable(jobs[3].model) is not None and stack.unstackable(jobs[0].model) is None
     assert stack.unstackable(jobs[5].model) is None
