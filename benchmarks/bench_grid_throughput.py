@@ -218,7 +218,11 @@ def write(args, results, singles):
                      "wall_s": r["wall_s"], "gpu_busy": r["busy"], "run_steps_per_s": float("nan"),
                      "step_path": m["step_path"], "stacked_runs": 1})
     table = pd.DataFrame(rows)
-    hw = next(m for r in [*results.values(), *singles.values()] for m in r["metrics"])["provenance"]
+    runs = [m for r in [*results.values(), *singles.values()] for m in r["metrics"]]
+    if not runs:
+        print("no run wrote metrics; no table", file=sys.stderr)
+        return
+    hw = runs[0]["provenance"]
     mix = table[table.arch == "mix"].set_index("mode")["steps_per_s"]
     base = mix.get(TODAY, float("nan"))
     header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
