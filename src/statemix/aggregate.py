@@ -90,6 +90,14 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def with_planned(summary: pd.DataFrame, grid: grids.Grid) -> pd.DataFrame:
+    """`summary` plus `planned`: the runs the grid has for each cell, so a cell whose seeds have not all finished
+    is known as such (statemix.claims will not compare it)."""
+    keys = [[getattr(r, k) for k in GROUP] for r in grid.runs.values()]
+    planned = pd.DataFrame(keys, columns=GROUP).value_counts().rename("planned").reset_index()
+    return summary.merge(planned, on=GROUP, how="left")
+
+
 def best_width_scores(summary: pd.DataFrame) -> pd.DataFrame:
     """Per arch (base variant): mean over the six MAD tasks of the best width's mean accuracy.
 

@@ -19,6 +19,8 @@ from statemix import grids
 
 TIE = 0.01
 MIN_SEEDS = 2
+UNINFORMATIVE = ("few seeds", "unfinished seeds")
+"""compare()'s outcomes that are no evidence either way."""
 CHANCE_MARGIN = 0.1
 SOLVED = 0.9
 MODERATE = (2, 3, 4)
@@ -31,7 +33,9 @@ FIG1 = ("main", "extra")
 
 RULES = f"""\
 - A cell is an architecture's best width on a task (base variant, sections {', '.join(FIG1)} unless said
-  otherwise), as mean ± std over its finished seeds (n). A cell with n < {MIN_SEEDS} cannot be compared.
+  otherwise), as mean ± std over its finished seeds (n). A cell with n < {MIN_SEEDS} cannot be compared, nor can
+  one whose grid seeds have not all finished ("n=2 of 3"): early stopping finishes the seeds that learn first,
+  so a part of a cell is a biased sample of it.
 - A matches B when |mean A − mean B| ≤ max({TIE}, std A, std B); A beats B when it is higher by more than that.
 - A task is at chance when every compared cell's mean is below 1/vocab + {CHANCE_MARGIN}; it gives no evidence.
 - Every claim: **refuted** if any informative comparison contradicts it, **confirmed** if every comparison it
@@ -55,10 +59,26 @@ class Cell:
     mean: float
     std: float
     n: int
+    planned: int | None = None
+    """Runs the grid has for the cell; None where unknown (taken as all finished)."""
+    finished: int | None = None
+    """Runs of the cell that have finished, ok or failed."""
+
+    @property
+    def unfinished(self) -> bool:
+        return self.planned is not None and self.finished is not None and self.finished < self.planned
 
     def __str__(self) -> str:
         std = "" if self.std is None or math.isnan(self.std) else f" ± {self.std:.3f}"
-        return f"{self.mean:.3f}{std} (n={self.n})"
+        return f"{self.mean:.3f}{std} (n={self.n}{f' of {self.planned}' if self.unfinished else ''})"
+
+
+def _row_cell(r, label: str) -> Cell:
+    """A Cell from a summary row (Series or itertuples row)."""
+    seeds, failed = int(getattr(r, "seeds")), int(getattr(r, "failed"))
+    planned = getattr(r, "planned", None)
+    planned = None if planned is None or pd.isna(planned) else int(planned)
+    return Cell(label, float(getattr(r, "acc_mean")), float(getattr(r, "acc_std")), seeds - failed, planned, seeds)
 
 
 @dataclass
@@ -75,9 +95,11 @@ def _margin(a: Cell, b: Cell) -> float:
 
 
 def compare(a: Cell, b: Cell) -> str:
-    """'beats', 'matches' or 'loses' (a against b), or 'few seeds'."""
+    """'beats', 'matches' or 'loses' (a against b), or why they cannot be compared (UNINFORMATIVE)."""
     if min(a.n, b.n) < MIN_SEEDS:
         return "few seeds"
+    if a.unfinished or b.unfinished:
+        return "unfinished seeds"
     diff = a.mean - b.mean
     return "matches" if abs(diff) <= _margin(a, b) else ("beats" if diff > 0 else "loses")
 
@@ -90,8 +112,7 @@ def _cells(summary: pd.DataFrame) -> pd.DataFrame:
 def _cell(rows: pd.DataFrame, label: str) -> Cell | None:
     if rows.empty:
         return None
-    r = rows.loc[rows["acc_mean"].idxmax()]
-    return Cell(label, float(r["acc_mean"]), float(r["acc_std"]), int(r["seeds"] - r["failed"]))
+    return _row_cell(rows.loc[rows["acc_mean"].idxmax()], label)
 
 
 def _sections(summary: pd.DataFrame, sections) -> pd.DataFrame:
@@ -133,8 +154,8 @@ def _versus(grid, task, mine: Cell | None, others: dict, needed: tuple) -> tuple
             complete = False
             continue
         c = compare(mine, other)
-        outcome = "agrees" if c in needed else ("contradicts" if c != "few seeds" else "few seeds")
-        complete &= c != "few seeds"
+        outcome = "agrees" if c in needed else (c if c in UNINFORMATIVE else "contradicts")
+        complete &= c not in UNINFORMATIVE
         outcomes.append(outcome)
         rows.append([f"{task}: {mine.label} vs {other.label}", f"{mine} vs {other}",
                      c if c == outcome else f"{c} ({outcome})"])
@@ -146,7 +167,8 @@ def _family_cell(cells: pd.DataFrame, task: str, pattern: str, label: str, ms=No
     if ms is not None:
         rows = rows[rows["arch"].str.extract(r"m(\d+)$")[0].astype(float).isin(ms)]
     best = _cell(rows, label)
-    return best and Cell(f"{label} ({rows.loc[rows['acc_mean'].idxmax(), 'arch']})", best.mean, best.std, best.n)
+    return best and Cell(f"{label} ({rows.loc[rows['acc_mean'].idxmax(), 'arch']})", best.mean, best.std, best.n,
+                         best.planned, best.finished)
 
 
 def _baselines(cells: pd.DataFrame, task: str) -> dict:
@@ -176,7 +198,8 @@ def c2(grid, summary) -> Verdict:
         subset=["acc_mean"])
     out, outcomes, complete = [], [], True
     for t in grid.spec["report"]["thresholds"]:
-        hit = rows[(rows["acc_mean"] >= t) & (rows["seeds"] - rows["failed"] >= MIN_SEEDS)]
+        hit = rows[(rows["acc_mean"] >= t) & (rows["seeds"] - rows["failed"] >= MIN_SEEDS)
+                   & (rows["seeds"] >= rows.get("planned", rows["seeds"]))]
         fewest = hit.sort_values("params_total").drop_duplicates("arch")
         if fewest["arch"].nunique() < 2:
             out.append([f"acc ≥ {t}", ", ".join(fewest["arch"]) or "no architecture", "fewer than two reach it"])
@@ -199,12 +222,13 @@ def c3(grid, summary) -> Verdict:
     rows = rows[rows["arch"].str.match(r"^(hlru|bdlru)-m\d+$")]
     out, outcomes, complete = [], [], not rows.empty
     for (task, fam), fam_rows in rows.groupby([rows["task"], rows["arch"].str.split("-").str[0]]):
-        by_m = {int(r.arch.rsplit("m", 1)[1]): Cell(r.arch, r.acc_mean, r.acc_std, int(r.seeds - r.failed))
-                for r in fam_rows.itertuples()}
+        by_m = {int(r.arch.rsplit("m", 1)[1]): _row_cell(r, r.arch) for r in fam_rows.itertuples()}
         ms = sorted(by_m)
         label = f"{task}: {'H-LRU' if fam == 'hlru' else 'BD-LRU'}"
-        if ms[:2] != [1, 2] or min(c.n for c in by_m.values()) < MIN_SEEDS or _at_chance(grid, task, by_m.values()):
-            out.append([label, ", ".join(f"m={m} {by_m[m]}" for m in ms), "m=1 or 2 missing, few seeds or chance"])
+        if (ms[:2] != [1, 2] or min(c.n for c in by_m.values()) < MIN_SEEDS
+                or any(c.unfinished for c in by_m.values()) or _at_chance(grid, task, by_m.values())):
+            out.append([label, ", ".join(f"m={m} {by_m[m]}" for m in ms),
+                        "m=1 or 2 missing, few or unfinished seeds, or chance"])
             complete = False
             continue
         gains = {m: by_m[m + 1].mean - by_m[m].mean for m in ms[:-1] if m + 1 in by_m}
@@ -229,13 +253,13 @@ def c4(grid, summary) -> Verdict:
     rows, outcomes, complete = [], [], bool(tasks)
     for task in tasks:
         mine = _family_cell(cells, task, r"^bdlru-m\d+$", "BD-LRU", MODERATE)
-        if mine is not None and mine.n >= MIN_SEEDS and not _at_chance(grid, task, [mine]):
+        if mine is not None and mine.n >= MIN_SEEDS and not mine.unfinished and not _at_chance(grid, task, [mine]):
             solved = mine.mean >= SOLVED
             outcomes.append("agrees" if solved else "contradicts")
             rows.append([f"{task}: {mine.label} solves (≥ {SOLVED})", str(mine), "agrees" if solved else "contradicts"])
         else:
             complete = False
-            rows.append([f"{task}: BD-LRU solves", str(mine or "–"), "missing, few seeds or chance"])
+            rows.append([f"{task}: BD-LRU solves", str(mine or "–"), "missing, few or unfinished seeds, or chance"])
         r, o, c = _versus(grid, task, mine, _baselines(cells, task), ("beats",))
         rows, outcomes, complete = rows + r, outcomes + o, complete and c
     return Verdict("C4: BD-LRU solves S3–S5 at moderate block sizes and beats the baselines there",
@@ -246,7 +270,7 @@ def c5(grid, summary) -> Verdict:
     rows = _cells(_sections(summary, ("norm",)))
     out, outcomes, complete = [], [], not rows.empty
     for (task, arch), pair in rows.groupby(["task", "arch"]):
-        cells = {r.variant: Cell(r.variant, r.acc_mean, r.acc_std, int(r.seeds - r.failed)) for r in pair.itertuples()}
+        cells = {r.variant: _row_cell(r, r.variant) for r in pair.itertuples()}
         failed = dict(zip(pair["variant"], pair["failed"] + pair.get("diverged", 0)))  # unstable: NaN at any epoch
         soft = cells.get("softmax")
         if soft is None or "relu" not in cells or _at_chance(grid, task, cells.values()):
@@ -256,6 +280,10 @@ def c5(grid, summary) -> Verdict:
         for name, cell in cells.items():
             if name == "softmax":
                 ok = failed[name] == 0
+                if ok and cell.unfinished:
+                    out.append([f"{task} {arch}: softmax", f"{cell}, 0 failed or diverged so far", "unfinished seeds"])
+                    complete = False
+                    continue
                 out.append([f"{task} {arch}: softmax", f"{cell}, {failed[name]} failed or diverged", "stable" if ok else "unstable"])
                 outcomes.append("agrees" if ok else "contradicts")
                 continue
@@ -263,7 +291,7 @@ def c5(grid, summary) -> Verdict:
             worse = failed[name] > 0 or c == "beats"
             out.append([f"{task} {arch}: {name}", f"{cell}, {failed[name]} failed or diverged vs softmax {soft}",
                         "worse" if worse else ("softmax loses" if c == "loses" else c)])
-            if c == "few seeds" and failed[name] == 0:
+            if c in UNINFORMATIVE and failed[name] == 0:
                 complete = False
             elif c == "loses":
                 outcomes.append("contradicts")

@@ -220,7 +220,7 @@ def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
 def build(grid: grids.Grid, table: pd.DataFrame, figures: Path, bench_files=()) -> str:
     """The report's markdown; writes the figures into `figures` on the way."""
     figures.mkdir(parents=True, exist_ok=True)
-    summary = aggregate.summarise(table)
+    summary = aggregate.with_planned(aggregate.summarise(table), grid)
     fig1 = _in_section(summary, *FIG1_SECTIONS)
     fig1 = fig1[fig1["variant"].eq(grids.BASE_VARIANT)].dropna(subset=["acc_mean"])
     spec = grid.spec

@@ -138,3 +138,42 @@ def test_a_refuted_claim_is_called_a_disagreement_with_the_paper():
     vs = [claims.Verdict("C1: one", "confirmed", "x", []), claims.Verdict("C5: two", "refuted", "y", []),
           claims.Verdict("C6: three", "refuted", "z", [])]
     assert claims.disagreements(vs).startswith("**Where this grid's runs disagree with the paper: C5, C6**")
+
+
+@pytest.mark.parametrize("rule, table, arch", [
+    (claims.c1, icr(), "bdlru-m2"),
+    (claims.c1, icr(), "lstm"),
+    (claims.c3, pd.concat([order(0.3, 0.6, 0.65, 0.7), order(0.3, 0.5, 0.52, family="bdlru")]), "hlru-m2"),
+    (claims.c4, perm(), "bdlru-m4"),
+    (claims.c5, norm(), "softmax"),
+])
+def test_a_cell_with_unfinished_seeds_confirms_nothing(rule, table, arch):
+    """The same summaries that confirm their claim, but one cell has 3 of 4 planned runs finished: early stopping
+    finishes the seeds that learn first, so the part is no evidence, and the claim stays inconclusive."""
+    key = "variant" if rule is claims.c5 else "arch"
+    table = table.assign(planned=table["seeds"].where(~table[key].eq(arch), table["seeds"] + 1))
+    tasks = {claims.c1: ("in-context-recall",), claims.c3: ("compression",), claims.c4: ("S3",),
+             claims.c5: ("in-context-recall",)}[rule]
+    assert rule(grid(*tasks), table.drop(columns="planned")).verdict == "confirmed"
+    v = rule(grid(*tasks), table)
+    assert v.verdict == "inconclusive"
+    assert any("unfinished" in str(r[-1]) for r in v.rows) or any("of 4" in str(r[1]) for r in v.rows)
+
+
+def test_c2_counts_only_cells_whose_seeds_all_finished():
+    rows = [("hlru-m2", 0.6, 1000), ("lru", 0.6, 2000), ("bdlru-m2", 0.4, 500)]
+    table = summary(*(cell("compression", a, m, params=p) for a, m, p in rows))
+    unfinished = table.assign(planned=table["seeds"] + table["arch"].eq("hlru-m2"))
+    assert claims.c2(grid("compression"), unfinished).verdict == "inconclusive"
+
+
+def test_planned_counts_the_grids_runs_per_cell():
+    from statemix import aggregate
+
+    g = grids.load("paper")
+    table = pd.DataFrame([{"task": "in-context-recall", "task_name": "in-context-recall", "arch": "bdlru-m2",
+                           "variant": "base", "width": 16}])
+    got = aggregate.with_planned(table, g)
+    want = sum(1 for r in g.runs.values() if (r.task, r.arch, r.variant, r.width) ==
+               ("in-context-recall", "bdlru-m2", "base", 16))
+    assert got["planned"].item() == want == len(g.spec["seeds"])
