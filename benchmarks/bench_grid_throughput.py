@@ -103,8 +103,17 @@ def _call(cmd, log):
     return None
 
 
+def _steady(folder: Path) -> float:
+    """A run's steps/s over its epochs after the first: the first holds CUDA-graph capture and warm-up, which a
+    paper run (200 epochs) pays once. NaN for a one-epoch run."""
+    history = pd.read_csv(folder / "history.csv")
+    rest = history.iloc[1:]
+    return float(rest["steps"].sum() / rest["train_s"].sum()) if len(rest) and rest["train_s"].sum() > 0 else float("nan")
+
+
 def _metrics(folders):
-    return [json.loads((Path(f) / "metrics.json").read_text()) for f in folders]
+    return [{**json.loads((Path(f) / "metrics.json").read_text()), "steady_steps_per_s": _steady(Path(f))}
+            for f in folders]
 
 
 def phase(name, jobs, concurrency, tmp):
@@ -193,6 +202,7 @@ def batched_rows(result, mode):
     for (arch, width), ms in by.items():
         rows.append({"arch": arch, "width": width, "mode": mode, "runs": len(ms),
                      "steps_per_s": sum(m["steps"] / m["train_s"] for m in ms) / len(ms),
+                     "steady_steps_per_s": sum(m["steady_steps_per_s"] for m in ms) / len(ms),
                      "wall_s": max(m["wall_time_s"] for m in ms), "gpu_busy": result["busy"],
                      "run_steps_per_s": float("nan"), "step_path": ms[0]["step_path"],
                      "stacked_runs": ms[0].get("stacked_runs", 1)})
@@ -206,7 +216,8 @@ def write(args, results, singles):
         train_rate = sum(m["steps"] / m["train_s"] for m in ok) / max(len(ok), 1)
         rows.append({"arch": "mix", "width": 0, "mode": name, "runs": len(r["metrics"]), "failed": len(r["metrics"]) - len(ok),
                      "steps_per_s": r["steps"] / r["wall_s"], "wall_s": r["wall_s"], "gpu_busy": r["busy"],
-                     "run_steps_per_s": train_rate, "step_path": ""})
+                     "run_steps_per_s": train_rate, "step_path": "",
+                     "steady_steps_per_s": sum(m["steady_steps_per_s"] for m in ok) if name == PER_TASK else float("nan")})
     for name, mode in BATCHED.items():
         if name in results:
             rows += batched_rows(results[name], mode)
@@ -215,6 +226,7 @@ def write(args, results, singles):
         if m["status"] != "ok":
             continue
         rows.append({"arch": arch, "width": width, "mode": "single", "runs": 1, "steps_per_s": m["steps_per_s"],
+                     "steady_steps_per_s": m["steady_steps_per_s"],
                      "wall_s": r["wall_s"], "gpu_busy": r["busy"], "run_steps_per_s": float("nan"),
                      "step_path": m["step_path"], "stacked_runs": 1})
     table = pd.DataFrame(rows)
@@ -230,7 +242,9 @@ def write(args, results, singles):
               f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs at widths "
               f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
               f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
-              f"one run's steps / its training time. Per-arch rows: one run's steps/s over its training time, "
+              f"one run's steps / its training time. `steady_steps_per_s`: the same over the epochs after the first "
+              f"(capture and warm-up excluded; for the batch path's `mix` row, the sum over its runs, which step "
+              f"in lockstep). Per-arch rows: one run's steps/s over its training time, "
               f"`single` = one graphed run alone, `batched` = inside the one worker that holds the whole mix "
               f"(the pipeline's batch path), `batched, worker per arch` = inside its architecture's worker while "
               f"all workers run at once. `gpu_busy`: mean nvidia-smi utilization while the phase ran. Speed-up of "

@@ -12,7 +12,9 @@ costs each run's steps. A cell or run costs
   worst case the protocol allows. An evaluation step (forward only) is counted as a third of a train step.
 - GPU-seconds per step, first found: (1) the throughput benchmark `reports/benchmarks/bench_grid_throughput.csv`,
   its `batched` rows: every worker ran at once, so a step of one group held the GPU for
-  1 / (its steps/s x the groups that ran side by side); scaled by sequence length / 128 above MAD's 128 (the
+  1 / (its steps/s x the groups that ran side by side); steps/s after the first epoch (`steady_steps_per_s`,
+  CUDA-graph capture excluded) where the table has them, else over the whole run, which over-states a paper
+  run's cost when the benchmark's runs are short; scaled by sequence length / 128 above MAD's 128 (the
   benchmark's task); (2) the pilot, same task and arch, (3) the pilot, same arch on another task, scaled by
   sequence length, (4) the S5 chunk of reports/benchmarks/paper_chunk_h200/runs.csv, scaled likewise; (2)-(4)
   were measured with `budget.concurrency` trainings sharing the GPU, so their seconds are divided by it.
@@ -54,9 +56,12 @@ class Rates:
         self.pilot, self.bench, self.chunk = _read(pilot), _read(bench), _read(chunk)
         if self.pilot is not None:
             self.pilot = self.pilot[self.pilot["epochs"] > 0]
-        self.groups = 0
+        self.groups, self.rate = 0, "steps_per_s"
         if self.bench is not None:
-            ok = self.bench[self.bench["mode"].eq("batched") & self.bench["steps_per_s"].notna()]
+            batched = self.bench[self.bench["mode"].eq("batched")]
+            if "steady_steps_per_s" in batched and batched["steady_steps_per_s"].notna().any():
+                self.rate = "steady_steps_per_s"
+            ok = batched[batched[self.rate].notna()]
             self.bench = ok if len(ok) else None
             if self.bench is not None:
                 self.groups = int((ok["runs"] / ok["stacked_runs"].fillna(1)).sum())
@@ -91,8 +96,9 @@ class Rates:
             if len(rows):
                 row = self._nearest(rows, width)
                 scale = max(seq_len / BENCH_SEQ_LEN, 1.0)
-                return (scale / float(row["steps_per_s"]) / self.groups,
-                        f"benchmark (batched, w{int(row['width'])}, {self.groups} groups side by side)")
+                kind = "after capture" if self.rate == "steady_steps_per_s" else "capture included"
+                return (scale / float(row[self.rate]) / self.groups,
+                        f"benchmark (batched, {kind}, w{int(row['width'])}, {self.groups} groups side by side)")
         seconds, source = self._shared(task, seq_len, arch, width)
         return seconds / conc, source
 

@@ -146,6 +146,28 @@ def test_budget_costs_a_run_by_hand(tmp_path):
     assert "| 0 | none |" in text and "fits" in text
 
 
+def test_budget_prefers_the_benchmarks_rate_after_capture(tmp_path):
+    """Two groups of 3 stacked runs side by side: a group-step holds the GPU 1 / (steps/s x 2); the rate after the
+    first epoch (capture excluded) wins over the whole-run rate, which is used only where the table lacks it."""
+    from statemix import budget
+
+    grid = grids.load("smoke", check_names=False)
+    run = next(r for r in grid.runs.values() if r.arch == "lru")
+    rows = [{"arch": "lru", "width": 8, "mode": "batched", "runs": 3, "stacked_runs": 3, "steps_per_s": 10.0,
+             "steady_steps_per_s": 40.0},
+            {"arch": "bdlru-m2", "width": 8, "mode": "batched", "runs": 3, "stacked_runs": 3, "steps_per_s": 10.0,
+             "steady_steps_per_s": 40.0},
+            {"arch": "mix", "width": 0, "mode": "single", "runs": 1, "stacked_runs": 1, "steps_per_s": 1.0,
+             "steady_steps_per_s": 1.0}]
+    bench = tmp_path / "bench.csv"
+    pd.DataFrame(rows).to_csv(bench, index=False)
+    steady = budget.run_cost(grid, run, budget.Rates(tmp_path / "absent.csv", bench, None))
+    assert steady["s_per_step"] == pytest.approx(1 / (40.0 * 2))
+    pd.DataFrame(rows).drop(columns="steady_steps_per_s").to_csv(bench, index=False)
+    whole = budget.run_cost(grid, run, budget.Rates(tmp_path / "absent.csv", bench, None))
+    assert whole["s_per_step"] == pytest.approx(1 / (10.0 * 2))
+
+
 def test_a_grid_name_must_be_its_own(tmp_path):
     spec = _spec()
     copied = tmp_path / "smoke.yaml"
