@@ -13,7 +13,7 @@ mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheels"/*.whl
 export PYTHONPATH=src:/tmp/site:${PYTHONPATH:-} PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
 tag=$(echo "$*" | sed 's/[ =,]/_/g')
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD 2>/dev/null; } \
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD 2>/dev/null; python3 -m statemix.provenance id; } \
   > "$out/gpu_$tag.txt" 2>&1
 start=$(date +%s)
 timeout -k 20 "$secs" snakemake --keep-incomplete --config grid=paper track=false "$@" --cores "${CORES:-$(nproc)}" > "$out/snakemake_$tag.log" 2>&1

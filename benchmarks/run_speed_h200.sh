@@ -11,7 +11,7 @@ set -u
 out=${1:?usage: run_speed_h200.sh OUTDIR}
 mkdir -p "$out"
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD; } \
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; git rev-parse HEAD; python3 -m statemix.provenance id; } \
   > "$out/gpu.txt" 2>&1
 timeout -k 10 "${TEST_S:-120}" python3 -m pytest -q -m gpu tests/train/test_graphs_gpu.py tests/train/test_train_gpu.py -rfE -p no:cacheprovider \
   > "$out/test_graphs_gpu.log" 2>&1

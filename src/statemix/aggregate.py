@@ -49,6 +49,7 @@ def _row(grid: grids.Grid, key: str, run: grids.Run, track) -> dict:
            "steps": m.get("steps"), "steps_per_s": m.get("steps_per_s"), "wall_time_s": m.get("wall_time_s"),
            "peak_memory_bytes": m.get("peak_memory_bytes"), "device": m.get("device"),
            "precision": m.get("precision"), "hardware": prov.get("hardware"), "git_commit": prov.get("git_commit"),
+           "git_dirty": prov.get("git_dirty"), "code_id": prov.get("code_id"),
            "dataset_sha256": prov.get("dataset_sha256"), "experiment": m.get("experiment"),
            "mlflow_run_id": None, "path": key}
     if m["status"] != "ok":

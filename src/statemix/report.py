@@ -194,6 +194,16 @@ def hardware_note(table: pd.DataFrame) -> str:
             f"(column `hardware` of runs.csv).")
 
 
+def _code_note(table: pd.DataFrame) -> str:
+    """The runs' code ids: a run made from a copied tree (a GPU machine's) can carry a stale or dirty commit."""
+    ids = table["code_id"].dropna() if "code_id" in table else pd.Series(dtype=str)
+    dirty = int(table["git_dirty"].fillna(False).astype(bool).sum()) if "git_dirty" in table else 0
+    listed = ", ".join(f"`{c[:12]}` ({n} runs)" for c, n in ids.value_counts().items()) or "none recorded"
+    return (f"{dirty} of {len(table)} runs from a tree that differed from its commit; code ids: {listed} "
+            f"(`python -m statemix.provenance commits CODE_ID` names the commits with that code; column "
+            f"`code_id` of runs.csv; runs from before code ids were recorded have none)")
+
+
 def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
     commits = sorted(set(table["git_commit"].dropna()))
     head = _git("rev-parse", "HEAD")
@@ -201,7 +211,7 @@ def section_provenance(grid: grids.Grid, table: pd.DataFrame) -> str:
     lines = [f"- grid: `{grid.name}` (`{grid.file.name}`), params hash (grid file + params/default.yaml): "
              f"`{grid.params_hash()[:16]}`",
              f"- runs trained at git commit(s): {', '.join(f'`{c[:12]}`' for c in commits) or '–'}; "
-             f"report built at `{head[:12] or '–'}`",
+             f"report built at `{head[:12] or '–'}`; {_code_note(table)}",
              f"- hardware: {hardware_note(table)}",
              f"- time: {table['wall_time_s'].sum():,.0f} s summed over the runs' own wall times (longest "
              f"{table['wall_time_s'].max():,.0f} s); {table['steps'].sum():,.0f} optimizer steps in all",
