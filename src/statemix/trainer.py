@@ -96,6 +96,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
         self.epoch, self.history, self.stopped, self.divergence = 0, [], None, None
         self.best = {"epoch": 0, "test_loss": math.inf, "state": None}
+        self.save_s = 0.0
+        """Seconds spent writing checkpoints (a batch worker reports them per round)."""
         self.train_preds = torch.empty_like(train.targets)
         self.steps = graphs.Steps(self.forward, model.parameters(), self.optimizer, 1, [train], cfg, device,
                                   self.precision, True) if graphed else None
@@ -273,6 +275,7 @@ class Trainer:
         return out
 
     def _save(self) -> None:
+        t0 = time.perf_counter()
         state = {"fingerprint": self.fingerprint, "epoch": self.epoch, "stopped": self.stopped,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
@@ -280,6 +283,7 @@ class Trainer:
                  "rng": runs.rng_state()}
         atomic_write_text(self.out / HISTORY, pd.DataFrame(self.history).to_csv(index=False))
         runs.save_checkpoint(self.out / CHECKPOINT, state)
+        self.save_s += time.perf_counter() - t0
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT

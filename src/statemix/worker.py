@@ -217,6 +217,10 @@ def each(groups: list[Group], call, errors: list) -> list[Group]:
     return kept
 
 
+def _save_seconds(groups: list[Group]) -> float:
+    return sum(t.save_s for g in groups for t in g.trainers)
+
+
 def run(runs: list[argparse.Namespace]) -> int:
     cache, jobs, codes = {}, [], []
     for args in runs:
@@ -236,17 +240,22 @@ def run(runs: list[argparse.Namespace]) -> int:
     print(f"statemix.worker: {len(jobs)} runs in {len(groups)} groups "
           f"(stacks of {[g.K for g in groups]}) on {device}", flush=True)
     try:
-        live = [g for g in groups if any(g.active)]
+        live, rounds = [g for g in groups if any(g.active)], 0
         while live:
-            t0 = time.perf_counter()
+            t0, saved = time.perf_counter(), _save_seconds(groups)
             live = each(live, Group.begin, errors)
+            group_steps = sum(g.n_steps for g in live)
             for i in range(max((g.n_steps for g in live), default=0)):
                 live = each(live, lambda g: g.step(i), errors)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            train_s = time.perf_counter() - t0
+            train_s, t1, ran = time.perf_counter() - t0, time.perf_counter(), list(live)
             live = each(live, Group.evaluate, errors)
             live = [g for g in each(live, lambda g: g.end(train_s), errors) if any(g.active)]
+            rounds += 1
+            print(f"statemix.worker: round {rounds}: {len(ran)} groups, {group_steps} group-steps in {train_s:.2f} s "
+                  f"({1e3 * train_s / max(group_steps, 1):.2f} ms each), evaluation and bookkeeping "
+                  f"{time.perf_counter() - t1:.3f} s (checkpoints {_save_seconds(groups) - saved:.3f} s)", flush=True)
     except BaseException as err:
         for g in groups:
             for k, job in enumerate(g.jobs):

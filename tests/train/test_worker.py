@@ -114,6 +114,19 @@ def test_a_group_that_raises_leaves_the_others_finished_and_itself_resumable(dat
         assert got["test_loss"].to_numpy() == pytest.approx(history["test_loss"].to_numpy(), rel=1e-5)
 
 
+def test_each_round_reports_its_group_steps_and_bookkeeping(data, tmp_path, capsys):
+    """Two groups (a stack of 2 lru runs, one bdlru-m2 run), 3 epochs of 3 batches: one line per round with 2 x 3
+    group-steps, and checkpoint time that the trainers measured."""
+    runs = [("lru", 8, 0, tmp_path / "a"), ("lru", 8, 1, tmp_path / "b"), ("bdlru-m2", 8, 0, tmp_path / "c")]
+    args = ["--task", "in-context-recall", "--data", str(data), *TINY]
+    args += [x for arch, w, s, out in runs for x in ("--run", f"{arch}:{w},{s},{out}")]
+    assert worker.main(args) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("statemix.worker: round")]
+    assert [ln.split(":")[1].strip() for ln in lines] == ["round 1", "round 2", "round 3"]
+    assert all("2 groups, 6 group-steps in" in ln for ln in lines)
+    assert all(float(ln.rsplit("(checkpoints ", 1)[1].split(" s)")[0]) > 0 for ln in lines)
+
+
 def test_a_run_without_an_architecture_is_refused(data, tmp_path, capsys):
     assert worker.main(["--task", "in-context-recall", "--data", str(data), "--run", f"8,0,{tmp_path}"]) == 2
     assert "names no ARCH" in capsys.readouterr().err
