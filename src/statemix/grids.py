@@ -351,13 +351,31 @@ def config_flag(config: dict, key: str, default: bool) -> bool:
     raise ValueError(f"--config {key}={value!r}: expected true or false")
 
 
-def train_batches(runs) -> dict:
-    """Runs a batch worker trains together: one batch per task instance x variant (every architecture, width and
-    seed of it, in one process so that its groups' CUDA streams overlap; seeds stack when their datasets share
-    a shape). Keys are `task/variant`; runs sorted by arch, width, seed."""
+BATCH_MODES = ("false", "true", "task", "arch")
+"""--config batch: off; one worker per task instance x variant (true = task); or one per task x variant x arch."""
+
+
+def batch_mode(config: dict) -> str | None:
+    """--config batch as the `train_batches` grouping ('task' or 'arch'), None when off."""
+    value = config.get("batch", False)
+    value = str(value).lower() if isinstance(value, bool) else str(value)
+    if value not in BATCH_MODES:
+        raise ValueError(f"--config batch={value!r}: allowed: {', '.join(BATCH_MODES)}")
+    return {"false": None, "true": "task"}.get(value, value)
+
+
+def train_batches(runs, by: str = "task") -> dict:
+    """Runs a batch worker trains together: one batch per task instance x variant (`by="task"`: every
+    architecture, width and seed of it, in one process so that its groups' CUDA streams overlap), or per task x
+    variant x architecture (`by="arch"`: smaller batches, which start faster (each process captures its own graphs)
+    and finish sooner, while the GPU time-slices the processes). Seeds stack when their datasets share a shape.
+    Keys are `task/variant` (or `task/variant/arch`); runs sorted by arch, width, seed."""
+    if by not in ("task", "arch"):
+        raise ValueError(f"train_batches: by={by!r}; allowed: task, arch")
     batches: dict = {}
     for run in runs:
-        batches.setdefault((f"{run.task}/{run.variant}", tuple(run.overrides)), []).append(run)
+        key = f"{run.task}/{run.variant}" + (f"/{run.arch}" if by == "arch" else "")
+        batches.setdefault((key, tuple(run.overrides)), []).append(run)
     keys = [key for key, _ in batches]
     return {(key if keys.count(key) == 1 else f"{key}/{i}"): sorted(members, key=lambda r: (r.arch, r.width, r.seed))
             for i, ((key, _), members) in enumerate(sorted(batches.items(), key=lambda kv: kv[0][0]))}

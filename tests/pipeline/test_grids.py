@@ -208,6 +208,28 @@ def test_every_grid_checkpoints_each_epoch(name):
         assert config.load(overrides=run.overrides).train.checkpoint_every == 1, run
 
 
+def test_train_batches_by_arch_split_each_task_batch_by_architecture():
+    grid = grids.load("smoke", check_names=False)
+    by_task, by_arch = grids.train_batches(grid.runs.values()), grids.train_batches(grid.runs.values(), "arch")
+    assert sorted(r.path("smoke") for rs in by_arch.values() for r in rs) == sorted(grid.runs)
+    assert len(by_arch) == len({(r.task, r.variant, r.arch) for r in grid.runs.values()}) > len(by_task)
+    for key, runs in by_arch.items():
+        assert len({r.arch for r in runs}) == 1 and key.startswith(f"{runs[0].task}/{runs[0].variant}/{runs[0].arch}")
+    with pytest.raises(ValueError, match="by='seed'"):
+        grids.train_batches(grid.runs.values(), "seed")
+
+
+@pytest.mark.parametrize("value, mode", [(True, "task"), ("true", "task"), ("task", "task"), ("arch", "arch"),
+                                         (False, None), ("false", None)])
+def test_batch_mode(value, mode):
+    assert grids.batch_mode({"batch": value}) == mode
+
+
+def test_a_bad_batch_mode_names_the_key_and_the_choices():
+    with pytest.raises(ValueError, match=r"--config batch='seeds': allowed: false, true, task, arch"):
+        grids.batch_mode({"batch": "seeds"})
+
+
 def test_train_batches_hold_every_architecture_of_a_task_and_variant():
     """One batch per task instance x variant (overrides), every arch, width and seed of it exactly once."""
     grid = grids.load("smoke", check_names=False)

@@ -104,13 +104,16 @@ def test_every_training_gets_a_unique_readable_run_name():
     assert "in-context-recall/hlru-m2/relu/w8/s0" in names and "in-context-recall/hlru-m2/tanh/w8/s0" in names
 
 
-def test_batch_plan_runs_each_training_once_in_one_worker_per_task_and_variant():
-    """--config batch=true: every run of the grid appears in exactly one worker command, as ARCH:WIDTH,SEED,OUT,DATA."""
-    out = snakemake(ROOT, "-n", "-p", "--forceall", "--nolock", "--config", "grid=smoke", "batch=true")
+@pytest.mark.parametrize("mode", ["true", "arch"])
+def test_batch_plan_runs_each_training_once_in_one_worker_per_task_and_variant(mode):
+    """--config batch=true: every run of the grid appears in exactly one worker command, as ARCH:WIDTH,SEED,OUT,DATA;
+    batch=arch: the same runs, one worker per task x variant x arch."""
+    out = snakemake(ROOT, "-n", "-p", "--forceall", "--nolock", "--config", "grid=smoke", f"batch={mode}")
     text = out.stdout + out.stderr
     commands = [line for line in text.splitlines() if "-m statemix.worker" in line]
     grid = grids.load("smoke", check_names=False)
-    assert len(commands) == len({(r.task, r.variant) for r in grid.runs.values()})
+    cell = (lambda r: (r.task, r.variant)) if mode == "true" else (lambda r: (r.task, r.variant, r.arch))
+    assert len(commands) == len({cell(r) for r in grid.runs.values()})
     got = [m.groups() for c in commands for m in re.finditer(r"--run ([a-z0-9-]+):(\d+),(\d+),(\S+),(\S+)", c)]
     assert sorted(path for *_, path, _ in got) == sorted(grid.runs)
     for arch, width, seed, path, data in got:

@@ -12,7 +12,7 @@ STUDIES = grids.config_list(config, "study")
 TASKS = grids.config_list(config, "task")
 SELECTED = GRID.select(STUDIES, TASKS)
 TRACK = grids.config_flag(config, "track", default=True)
-BATCH = grids.config_flag(config, "batch", default=False)
+BATCH = grids.batch_mode(config)
 # Tracking is switched outside the rules' shell text and params, so toggling it reruns nothing.
 TRACK_TRAIN = "" if TRACK else "--set track.enabled=false"
 TRACK_AGGREGATE = "" if TRACK else "--no-track"

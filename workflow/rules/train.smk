@@ -23,11 +23,11 @@ if not BATCH:
           " > {log} 2>&1"
 
 
-# --config batch=true: one job per task x variant (statemix.grids.train_batches), trained by one
+# --config batch=true|task|arch: one job per task x variant (x arch) (statemix.grids.train_batches), trained by one
 # `python -m statemix.worker` process; each run keeps its own folder and metrics.json. Committed finished runs
 # join no batch (Snakemake would delete their files before rerunning it), and each batch is placed on one GPU.
 _DONE = FINISHED if results.committed(GRID) else {}
-BATCHES = grids.train_batches([r for r in SELECTED if r.path(G) not in _DONE]) if BATCH else {}
+BATCHES = grids.train_batches([r for r in SELECTED if r.path(G) not in _DONE], BATCH) if BATCH else {}
 GPU_OF_BATCH = gpus.assign({k: sum(gpus.run_steps(GRID, r) for r in rs) for k, rs in BATCHES.items()}, GPUS.gpus)
 for _i, (_key, _runs) in enumerate(BATCHES.items()):
     rule:
