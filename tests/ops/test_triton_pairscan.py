@@ -11,29 +11,51 @@ from test_triton import compare, compiled, interp  # noqa: F401  (fixtures)
 from statemix.ops.norm import NORMS
 
 PAIR = [("hlru", m) for m in (2, 3, 4, 5)] + [("bdlru", m) for m in (2, 3, 4, 5)]
+PATHS = ["pair", "pair-joint"]
+"""Rows loaded as M lanes plus the input gate, or all K = M+1 logits in one load (`pairscan_gen`)."""
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind,M", PAIR)
 @pytest.mark.parametrize("with_h0", [False, True], ids=["h0=0", "h0"])
-def test_pair_orders(interp, kind, M, with_h0):
-    compare(interp, kind, 2, 9, 3, M, "softmax", torch.float32, with_h0, path="pair")
+def test_pair_orders(interp, kind, M, with_h0, path):
+    compare(interp, kind, 2, 9, 3, M, "softmax", torch.float32, with_h0, path=path)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind,M", [("hlru", 3), ("bdlru", 2)])
 @pytest.mark.parametrize("norm", NORMS)
-def test_pair_norms(interp, kind, M, norm):
-    compare(interp, kind, 1, 7, 3, M, norm, torch.float32, True, path="pair")
+def test_pair_norms(interp, kind, M, norm, path):
+    compare(interp, kind, 1, 7, 3, M, norm, torch.float32, True, path=path)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind,M", [("hlru", 2), ("bdlru", 4)])
-def test_pair_bf16(interp, kind, M):
-    compare(interp, kind, 2, 5, 2, M, "tanh", torch.bfloat16, True, path="pair")
+def test_pair_bf16(interp, kind, M, path):
+    compare(interp, kind, 2, 5, 2, M, "tanh", torch.bfloat16, True, path=path)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("T", [1, 4])
-def test_pair_single_tile(interp, T):
+def test_pair_single_tile(interp, T, path):
     """T within one tile, and T filling it exactly (the carry is the tile's last row)."""
-    compare(interp, "bdlru", 1, T, 3, 2, "sigmoid", torch.float32, True, path="pair")
+    compare(interp, "bdlru", 1, T, 3, 2, "sigmoid", torch.float32, True, path=path)
+
+
+def test_joint_rows_take_one_load_and_one_store_per_row():
+    """The generated joint kernels load each row's logits once and store their gradients once: BD-LRU M=4
+    has M rows per block, so 4 logit loads in the forward (8 split), 8 in the backward (this step's rows
+    and the next step's; 16 split), and 4 gradient stores (8 split)."""
+    from statemix.ops.triton.pairscan_gen import bwd_source, fwd_source
+
+    def count(src, what):
+        return sum(what in line for line in src.splitlines())
+
+    for joint, per_row in ((True, 1), (False, 2)):
+        fwd, bwd = fwd_source("bdlru", 4, joint), bwd_source("bdlru", 4, joint)
+        assert count(fwd, "tl.load(x_ptr") == 4 * per_row
+        assert count(bwd, "tl.load(x_ptr") == 8 * per_row
+        assert count(bwd, "tl.store(dx_ptr") == 4 * per_row
 
 
 def test_dispatch_by_shape(interp):
@@ -47,17 +69,21 @@ def test_dispatch_by_shape(interp):
     assert not use_pair("bdlru", x(1, 4, 2, 8, 9), None, None, None)
     assert not use_pair("hlru", x(1, 4, 2, 3), 2, None, None)
     assert not use_pair("hlru", x(1, 4, 2, 3).double(), None, None, None)
+    assert use_pair("bdlru", x(1, 4, 2, 8, 9), None, None, "pair-joint")
     with pytest.raises(ValueError, match="path"):
         use_pair("hlru", x(1, 4, 2, 3), None, None, "fast")
+    with pytest.raises(ValueError, match="'pair-joint' computes in fp32"):
+        use_pair("hlru", x(1, 4, 2, 3).double(), None, None, "pair-joint")
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind,M", PAIR)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shape", [(128, 128, 16), (3, 1001, 40)], ids=["MAD-like", "B3-T1001"])
-def test_gpu_pair_orders(compiled, kind, M, dtype, shape):
+def test_gpu_pair_orders(compiled, kind, M, dtype, shape, path):
     B, T, N = shape
-    compare(compiled, kind, B, T, N, M, "softmax", dtype, M % 2 == 0, device="cuda", path="pair")
+    compare(compiled, kind, B, T, N, M, "softmax", dtype, M % 2 == 0, device="cuda", path=path)
 
 
 @pytest.mark.gpu

@@ -46,7 +46,8 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         initial_state: `[B, N, M]` or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
-        path: 'pair' (pair scan, `pairscan.py`) or 'chunked' (sequential chunks); None picks by shape
+        path: 'pair' (pair scan, `pairscan.py`), 'pair-joint' (the same with each row's logits loaded and
+            stored in one instruction) or 'chunked' (sequential chunks); None picks by shape
             (`pairscan.use_pair`). `chunk` or `config` implies 'chunked'.
     Returns:
         `(h [B, T, N, M], final_state [B, N, M] in fp32, or None)`.
@@ -62,7 +63,7 @@ def bdlru_triton(logits, v, norm="softmax", initial_state=None, output_final_sta
         return h.unsqueeze(3), (final[..., None] if output_final_state else None)
     logits, v = logits.contiguous(), v.contiguous()
     if use_pair("bdlru", logits, chunk, config, path):
-        out, final = pair_scan("bdlru", logits, v, NORM_ID[norm], initial_state)
+        out, final = pair_scan("bdlru", logits, v, NORM_ID[norm], initial_state, joint=path == "pair-joint")
         return out, (final if output_final_state else None)
     cfg = config or default_config("bdlru", pow2(M))
     L = chunk_len(T, B * -(-N // cfg.block), chunk, MP=pow2(M))

@@ -52,7 +52,8 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         initial_state: `[B, N, M]` = `(s_0, s_{-1}, …)`, or None.
         chunk: steps per time chunk (None: chosen to fill the GPU).
         config: a `common.Config` overriding the launch heuristics.
-        path: 'pair' (pair scan, `pairscan.py`) or 'chunked' (sequential chunks); None picks by shape
+        path: 'pair' (pair scan, `pairscan.py`), 'pair-joint' (the same with each row's logits loaded and
+            stored in one instruction) or 'chunked' (sequential chunks); None picks by shape
             (`pairscan.use_pair`). `chunk` or `config` implies 'chunked'.
     Returns:
         `(s [B, T, N], final_state [B, N, M] in fp32, or None)`.
@@ -68,7 +69,7 @@ def hlru_triton(logits, v, norm="softmax", initial_state=None, output_final_stat
         return s, (final[..., None] if output_final_state else None)
     logits, v = logits.contiguous(), v.contiguous()
     if use_pair("hlru", logits, chunk, config, path):
-        out, final = pair_scan("hlru", logits, v, NORM_ID[norm], initial_state)
+        out, final = pair_scan("hlru", logits, v, NORM_ID[norm], initial_state, joint=path == "pair-joint")
         return out, (final if output_final_state else None)
     cfg = config or default_config("hlru", pow2(K - 1))
     L = chunk_len(T, B * -(-N // cfg.block), chunk, MP=pow2(K - 1))

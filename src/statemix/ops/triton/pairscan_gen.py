@@ -1,9 +1,16 @@
 """Source of the pair-scan kernels, generated per (op, M): the M²+M affine-map operands are
 unrolled into named [TT, BN] tensors, which `tl.associative_scan` needs as a flat tuple.
 
-`kernel_source(kind, M)` returns the Python source of `fwd` and `bwd` (math: README.md,
-"Pair scans"); `pairscan.py` compiles it once per (kind, M) and registers it in
+`kernel_source(kind, M, joint)` returns the Python source of `fwd` and `bwd` (math: README.md,
+"Pair scans"); `pairscan.py` compiles it once per (kind, M, joint) and registers it in
 `linecache`, so Triton's `inspect.getsource` finds it.
+
+A row's K = M+1 logits are contiguous. `joint=False` loads them as an M-lane tile plus a one-lane
+load of the input gate, and stores their gradients likewise (2 load and 2 store instructions per
+row); `joint=True` loads all K with one `[TT, BN, MP]` load, MP = pow2(M+1) lanes, takes the input
+gate out in registers, and stores the K gradients with one store. The H200 profile found the
+split kernels bound by L1 instructions (bench_scan_notes.md); the joint ones halve them on the
+logits at the price of wider tiles (MP doubles for M = 2, 4).
 """
 
 
@@ -64,15 +71,34 @@ def {name}({args}, T, N, NORM: tl.constexpr, TT: tl.constexpr, BN: tl.constexpr,
 '''
 
 
-def _leaf_bd(M, prefix, mask, row, transpose):
+def _load_row(x, g, base, mask, joint):
+    """Lines loading one row's logits at `base` `[TT, BN]` into `x` (lanes < M) and `g` (`[TT, BN, 1]`)."""
+    if joint:
+        return [f"    {x} = tl.load(x_ptr + {base}[:, :, None] + p[None, None, :], "
+                f"mask={mask}[:, :, None] & (p < K)[None, None, :], other=0.0).to(tl.float32)",
+                f"    {g} = tl.sum(tl.where(p[None, None, :] == M, {x}, 0.0), axis=2, keep_dims=True)"]
+    return [f"    {x} = tl.load(x_ptr + {base}[:, :, None] + p[None, None, :], "
+            f"mask={mask}[:, :, None] & mp[None, None, :], other=0.0).to(tl.float32)",
+            f"    {g} = tl.load(x_ptr + ({base} + M)[:, :, None], mask={mask}[:, :, None], other=0.0).to(tl.float32)"]
+
+
+def _store_row(dx, dg, base, mask2, joint):
+    """Lines storing one row's logit gradients: `dx` on lanes < M, `dg` at lane M."""
+    if joint:
+        return [f"    tl.store(dx_ptr + {base}[:, :, None] + p[None, None, :], "
+                f"tl.where(p[None, None, :] == M, {dg}, {dx}).to(dx_ptr.dtype.element_ty), "
+                f"mask={mask2}[:, :, None] & (p < K)[None, None, :])"]
+    return [f"    tl.store(dx_ptr + {base}[:, :, None] + p[None, None, :], {dx}.to(dx_ptr.dtype.element_ty), "
+            f"mask={mask2}[:, :, None] & mp[None, None, :])",
+            f"    tl.store(dx_ptr + ({base} + M)[:, :, None], {dg}.to(dx_ptr.dtype.element_ty), mask={mask2}[:, :, None])"]
+
+
+def _leaf_bd(M, prefix, mask, row, transpose, joint):
     """Lines normalising BD-LRU rows at `row` into a{i}/g0{i} tiles and the matrix entries."""
     out = []
     for i in range(M):
+        out += [f"    bi = {row} * (M * K) + {i} * K", *_load_row(f"{prefix}x{i}", f"{prefix}g{i}", "bi", mask, joint)]
         out += [
-            f"    bi = {row} * (M * K) + {i} * K",
-            f"    {prefix}x{i} = tl.load(x_ptr + bi[:, :, None] + p[None, None, :], "
-            f"mask={mask}[:, :, None] & mp[None, None, :], other=0.0).to(tl.float32)",
-            f"    {prefix}g{i} = tl.load(x_ptr + (bi + M)[:, :, None], mask={mask}[:, :, None], other=0.0).to(tl.float32)",
             f"    {prefix}a{i}, {prefix}a0{i} = norm_fwd({prefix}x{i}, {prefix}g{i}, "
             f"{mask}[:, :, None] & mp[None, None, :], NORM, 2)",
         ]
@@ -83,12 +109,11 @@ def _leaf_bd(M, prefix, mask, row, transpose):
     return out
 
 
-def _leaf_h(M, prefix, mask, row, transpose):
+def _leaf_h(M, prefix, mask, row, transpose, joint):
     """Lines normalising H-LRU rows into a/a0 tiles and the companion matrix entries."""
     out = [
-        f"    {prefix}x = tl.load(x_ptr + ({row} * K)[:, :, None] + p[None, None, :], "
-        f"mask={mask}[:, :, None] & mp[None, None, :], other=0.0).to(tl.float32)",
-        f"    {prefix}g = tl.load(x_ptr + ({row} * K + M)[:, :, None], mask={mask}[:, :, None], other=0.0).to(tl.float32)",
+        f"    hb = {row} * K",
+        *_load_row(f"{prefix}x", f"{prefix}g", "hb", mask, joint),
         f"    {prefix}a, {prefix}a0 = norm_fwd({prefix}x, {prefix}g, {mask}[:, :, None] & mp[None, None, :], NORM, 2)",
     ]
     for i in range(M):
@@ -121,7 +146,7 @@ def _offsets(kind, M, bd, h):
     return h + [f"    b{i} = tl.zeros((TT, BN), tl.float32)" for i in range(1, M)]
 
 
-def fwd_source(kind, M):
+def fwd_source(kind, M, joint=False):
     leaf = _leaf_bd if kind == "bdlru" else _leaf_h
     L = [SIG.format(name="fwd", args="x_ptr, v_ptr, h_ptr, h0_ptr, fin_ptr", M=M)]
     L += [f"    s{i} = tl.load(h0_ptr + r * M + {i}, mask=mn, other=0.0)" for i in range(M)]
@@ -129,7 +154,7 @@ def fwd_source(kind, M):
           "        t = t0 + tt",
           "        m2 = (t < T)[:, None] & mn[None, :]",
           "        row = (b.to(tl.int64) * T + t)[:, None] * N + n[None, :]"]
-    body = leaf(M, "", "m2", "row", False)
+    body = leaf(M, "", "m2", "row", False, joint)
     body += _offsets(kind, M, lambda i: [
         f"    v{i} = tl.load(v_ptr + row * M + {i}, mask=m2, other=0.0).to(tl.float32)",
         f"    b{i} = tl.where(m2, tl.sum(a0{i}, axis=2) * v{i}, 0.0)",
@@ -146,7 +171,7 @@ def fwd_source(kind, M):
     return "\n".join(L) + "\n"
 
 
-def bwd_source(kind, M):
+def bwd_source(kind, M, joint=False):
     """Adjoint `λ_t = A_{t+1}ᵀ λ_{t+1} + dh_t` (λ_T = d final, A_T = I) over time-reversed tiles."""
     leaf = _leaf_bd if kind == "bdlru" else _leaf_h
     args = "x_ptr, v_ptr, h_ptr, h0_ptr, dh_ptr, dfin_ptr, dx_ptr, dv_ptr, dh0_ptr"
@@ -158,11 +183,11 @@ def bwd_source(kind, M):
           "        mnext = m2 & (t + 1 < T)[:, None]",
           "        row = (b.to(tl.int64) * T + t)[:, None] * N + n[None, :]",
           "        m3 = m2[:, :, None] & mp[None, None, :]"]
-    body = leaf(M, "n", "mnext", "(row + N)", True)
+    body = leaf(M, "n", "mnext", "(row + N)", True, joint)
     body += _offsets(kind, M, lambda i: [f"    b{i} = tl.load(dh_ptr + row * M + {i}, mask=m2, other=0.0).to(tl.float32)"],
                      ["    b0 = tl.load(dh_ptr + row, mask=m2, other=0.0).to(tl.float32)"])
     body += _scan_and_apply(M, "s")
-    body += leaf(M, "", "m2", "row", False)
+    body += leaf(M, "", "m2", "row", False, joint)
     t2 = "t[:, None, None]"
     if kind == "bdlru":
         body += [
@@ -176,8 +201,7 @@ def bwd_source(kind, M):
                 f"    dx{i}, dg{i} = norm_bwd(x{i}, g{i}, a{i}, a0{i}, y{i}[:, :, None] * hp, (y{i} * v{i})[:, :, None], "
                 "m3, NORM, 2)",
                 f"    bi = row * (M * K) + {i} * K",
-                f"    tl.store(dx_ptr + bi[:, :, None] + p[None, None, :], dx{i}.to(dx_ptr.dtype.element_ty), mask=m3)",
-                f"    tl.store(dx_ptr + (bi + M)[:, :, None], dg{i}.to(dx_ptr.dtype.element_ty), mask=m2[:, :, None])",
+                *_store_row(f"dx{i}", f"dg{i}", "bi", "m2", joint),
                 f"    tl.store(dv_ptr + row * M + {i}, (y{i} * tl.sum(a0{i}, axis=2)).to(dv_ptr.dtype.element_ty), "
                 "mask=m2)",
             ]
@@ -189,8 +213,8 @@ def bwd_source(kind, M):
             "    lag += tl.load(h0_ptr + (r * M)[None, :, None] + (-tau - 1), mask=m3 & (tau < 0), other=0.0)",
             "    v = tl.load(v_ptr + row, mask=m2, other=0.0).to(tl.float32)",
             "    dx, dg = norm_bwd(x, g, a, a0, y0[:, :, None] * lag, (y0 * v)[:, :, None], m3, NORM, 2)",
-            "    tl.store(dx_ptr + (row * K)[:, :, None] + p[None, None, :], dx.to(dx_ptr.dtype.element_ty), mask=m3)",
-            "    tl.store(dx_ptr + (row * K + M)[:, :, None], dg.to(dx_ptr.dtype.element_ty), mask=m2[:, :, None])",
+            "    hb = row * K",
+            *_store_row("dx", "dg", "hb", "m2", joint),
             "    tl.store(dv_ptr + row, (y0 * tl.sum(a0, axis=2)).to(dv_ptr.dtype.element_ty), mask=m2)",
         ]
     body.append("    if j0 + TT >= T:")
@@ -207,5 +231,5 @@ def bwd_source(kind, M):
     return "\n".join(L) + "\n"
 
 
-def kernel_source(kind, M):
-    return HEAD + "\n\n" + combine_source(M) + "\n" + fwd_source(kind, M) + "\n" + bwd_source(kind, M)
+def kernel_source(kind, M, joint=False):
+    return HEAD + "\n\n" + combine_source(M) + "\n" + fwd_source(kind, M, joint) + "\n" + bwd_source(kind, M, joint)
