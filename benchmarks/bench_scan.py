@@ -6,7 +6,8 @@ forward + backward of `statemix.ops` backends (triton, scan, reference), of
 (accelerated-scan's Triton kernel, given normalised gates) with the same state size. For
 M > 1 the Triton op runs through its shape dispatch (`triton`) and, as the same-run baseline,
 through the chunked sequential kernels (`triton-chunked`; at M ≥ 8, where the dispatch takes
-those, with one chunk: `triton-onechunk`). Bandwidth counts minimal
+those, with one chunk: `triton-onechunk`), and for M ≤ 5 through the pair scan with each row's
+logits loaded and stored in one instruction (`triton-pair-joint`). Bandwidth counts minimal
 bytes (each input read once, each output written once, in its dtype):
 forward `L + 2V`, forward + backward `3L + 6V` (the backward reads logits, v, the
 output and its gradient, and writes the logit and v gradients), with L and V the
@@ -33,17 +34,18 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 OPS = {"hlru": hlru, "bdlru": bdlru}
 REFS = {"hlru": hlru_ref, "bdlru": bdlru_ref}
 TRITON_FNS = {"hlru": hlru_triton, "bdlru": bdlru_triton}
-MAIN = ("triton", "triton-chunked", "triton-onechunk", "accelerated-scan")
+MAIN = ("triton", "triton-chunked", "triton-onechunk", "triton-pair-joint", "accelerated-scan")
 NAME = "bench_scan"
 MODES = ("fwd", "fwd+bwd", "fwd (graph)", "fwd+bwd (graph)")
 
 
 def extra_paths(kind, M):
     """Same-run comparisons: for M > 1 the chunked sequential kernels (the dispatch's pick at M ≥ 8, where
-    they are timed with a single chunk instead)."""
+    they are timed with a single chunk instead); up to M = 5 also the pair scan with joint row loads
+    (`pair-joint`, not yet in the dispatch)."""
     if M == 1:
         return ()
-    return ("onechunk",) if M >= 8 else ("chunked",)
+    return ("onechunk",) if M >= 8 else ("chunked", "pair-joint")
 
 
 def runner(fn, tensors, mode):

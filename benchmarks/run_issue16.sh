@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The scan kernels on the H200 in one call (issue 16): compile every benchmark case in parallel while
 # the GPU tests of the pair scans run, then the scan benchmark (both shapes, fp32 and bf16, eager and
-# CUDA-graph timings), then ncu on the MAD-shape kernels of BD-LRU M=4 and H-LRU M=2 (bf16).
+# CUDA-graph timings), then ncu on the MAD-shape kernels of BD-LRU M=4 and H-LRU M=2 (bf16), and on BD-LRU M=4's
+# joint-row pair scan (path='pair-joint'), all into OUTDIR/ncu.txt (a call returns at most 8 files).
 # Usage: benchmarks/run_issue16.sh OUTDIR WHEELDIR (WHEELDIR holds the accelerated-scan wheel).
 # Per-step limits (seconds): WARM_S, TEST_S, BENCH_S, NCU_S.
 set -u
@@ -19,10 +20,13 @@ wait
 grep -h "done\|Error" /tmp/warm_*.log | tail -12
 tail -5 "$out/gpu_tests_pairscan.txt"
 timeout "${BENCH_S:-200}" python3 benchmarks/bench_scan.py --no-compile --out "$out" 2>&1 | tee "$out/bench_scan.log" | tail -90
-for c in "bdlru 4" "hlru 2"; do
+for c in "bdlru 4 triton" "hlru 2 triton" "bdlru 4 triton-pair-joint"; do
+  set -- $c
+  echo "=== ncu: $c" >> "$out/ncu.txt"
   timeout "${NCU_S:-30}" ncu --clock-control none --launch-count 2 -k regex:'^(fwd|bwd)$' \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    python3 benchmarks/profile_scan.py $c bf16 B128-T128-S128 > "$out/ncu_${c/ /_}.txt" 2>&1
+    python3 benchmarks/profile_scan.py $1 $2 bf16 B128-T128-S128 --case $3 > /tmp/ncu_case.txt 2>&1
+  cat /tmp/ncu_case.txt >> "$out/ncu.txt"
   grep -E "^  [a-z]|Duration|DRAM Throughput|L1/TEX Cache|L2 Cache Throughput|Registers Per|Achieved Occ|Warp Cycles Per Issued" \
-    "$out/ncu_${c/ /_}.txt"
+    /tmp/ncu_case.txt
 done
