@@ -91,3 +91,30 @@ def test_gpu_pair_orders(compiled, kind, M, dtype, shape, path):
 @pytest.mark.parametrize("norm", NORMS)
 def test_gpu_pair_norms(compiled, kind, M, norm):
     compare(compiled, kind, 2, 515, 32, M, norm, torch.float32, True, device="cuda", path="pair")
+
+
+@pytest.mark.parametrize("kind,M", [("bdlru", 4), ("hlru", 2)])
+def test_joint_kernels_compile_for_hopper(compiled, kind, M):
+    """The interpreter is lax about types and shapes: compile the joint kernels for sm_90 (no GPU needed) with
+    the tiles the dispatch would launch, so an error shows here and not on the H200."""
+    import inspect
+
+    import triton
+
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this triton cannot compile ahead of time")
+    pairscan = compiled.pairscan
+    fwd, bwd = pairscan.kernels(kind, M, joint=True)
+    for kernel, backward in ((fwd, False), (bwd, True)):
+        tile = pairscan.default_tile(kind, M, 128, backward=backward, joint=True)
+        names = list(inspect.signature(kernel.fn).parameters)
+        const = {"NORM": 0, "TT": tile.TT, "BN": tile.BN, "MP": pairscan.lanes(M, joint=True)}
+        fp32 = ("h0_ptr", "fin_ptr", "dfin_ptr", "dh0_ptr")
+        sig = {n: "constexpr" if n in const else ("*fp32" if n in fp32 else "*bf16") if n.endswith("_ptr") else "i32"
+               for n in names}
+        src = ASTSource(fn=kernel, signature=sig, constexprs={(names.index(c),): v for c, v in const.items()})
+        binary = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": tile.warps})
+        assert binary.asm.get("cubin"), f"{kind} M={M} {'bwd' if backward else 'fwd'}: no cubin"
