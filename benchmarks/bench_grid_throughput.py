@@ -239,7 +239,8 @@ def write(args, results, singles):
     base = mix.get(TODAY, float("nan"))
     header = (f"# Grid throughput on in-context recall (B=128, T=127, d=128, 2 blocks, bf16)\n\n"
               f"Hardware: {hw['hardware']}; torch {hw['torch']}; triton {hw['triton']}; commit {hw['git_commit']}"
-              f"{' (dirty)' if hw['git_dirty'] else ''}. Mix: {len(args.archs)} archs at widths "
+              f"{' (dirty)' if hw['git_dirty'] else ''}, code id {str(hw.get('code_id'))[:12]} (`python -m "
+              f"statemix.provenance commits ID` names its commits). Mix: {len(args.archs)} archs at widths "
               f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
               f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
               f"one run's steps / its training time. `steady_steps_per_s`: the same over the epochs after the first "

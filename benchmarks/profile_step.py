@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from statemix import train, worker  # noqa: E402
 from statemix.generate import generate  # noqa: E402
 from statemix.io import atomic_write_text  # noqa: E402
-from statemix.provenance import describe_hardware  # noqa: E402
+from statemix.provenance import code_id, describe_hardware  # noqa: E402
 
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaMemcpyAsync", "cudaMemsetAsync", "cudaLaunchCooperativeKernel")
 PHASES = ("forward", "backward", "clip", "adamw")
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         table["vs_first"] = table["replay_ms"] / table["replay_ms"].iloc[0]
     unit = "CUDA kernel launches" if cuda else "leaf aten ops (CPU proxy, no timing)"
     header = (f"# One training step of a worker group, by phase\n\nHardware: {describe_hardware(torch.device('cuda' if cuda else 'cpu'))}; "
-              f"torch {torch.__version__}. In-context recall (B=128, T=127, d=128, 2 blocks, bf16 on CUDA), "
+              f"torch {torch.__version__}; code id {code_id()[:12]}. In-context recall (B=128, T=127, d=128, 2 blocks, bf16 on CUDA), "
               f"{args.stack} seeds stacked per group. Columns forward..adamw: {unit} in one eager step; "
               f"`kernel_us`: their summed GPU time; `replay_ms`: one replay of the captured step (median); "
               f"`replay_vs_kernels`: replay / kernel time; `copy_ms`: a device copy of the group's parameter, "
