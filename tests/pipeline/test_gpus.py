@@ -40,6 +40,11 @@ def test_devices_counts_fakes_and_rejects():
             gpus.devices(bad, True, ["0", "1"])
 
 
+def test_shortest_first_ranks_the_cheapest_batch_highest():
+    assert gpus.shortest_first({"a": 30, "b": 10, "c": 20, "d": 10}) == {"b": 4, "d": 3, "c": 2, "a": 1}
+    assert gpus.shortest_first({}) == {}
+
+
 def test_assign_is_longest_first_onto_the_least_loaded_gpu():
     # Worked by hand: a(5)->0, b(4)->1, c(3)->1 (4<5), d(3)->0 (5<7), e(2)->1 (7<8); loads 8 and 9.
     placed = gpus.assign({"a": 5, "b": 4, "c": 3, "d": 3, "e": 2}, ["0", "1"])

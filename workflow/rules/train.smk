@@ -25,10 +25,13 @@ if not BATCH:
 
 # --config batch=true|task|arch: one job per task x variant (x arch) (statemix.grids.train_batches), trained by one
 # `python -m statemix.worker` process; each run keeps its own folder and metrics.json. Committed finished runs
-# join no batch (Snakemake would delete their files before rerunning it), and each batch is placed on one GPU.
+# join no batch (Snakemake would delete their files before rerunning it), and each batch is placed on one GPU;
+# the batches with the fewest steps start first (gpus.shortest_first).
 _DONE = FINISHED if results.committed(GRID) else {}
 BATCHES = grids.train_batches([r for r in SELECTED if r.path(G) not in _DONE], BATCH) if BATCH else {}
-GPU_OF_BATCH = gpus.assign({k: sum(gpus.run_steps(GRID, r) for r in rs) for k, rs in BATCHES.items()}, GPUS.gpus)
+_BATCH_STEPS = {k: sum(gpus.run_steps(GRID, r) for r in rs) for k, rs in BATCHES.items()}
+GPU_OF_BATCH = gpus.assign(_BATCH_STEPS, GPUS.gpus)
+PRIORITY_OF_BATCH = gpus.shortest_first(_BATCH_STEPS)
 for _i, (_key, _runs) in enumerate(BATCHES.items()):
     rule:
         name: f"train_batch_{_i}"
@@ -43,6 +46,7 @@ for _i, (_key, _runs) in enumerate(BATCHES.items()):
             runs=" ".join(f"--run {r.arch}:{r.width},{r.seed},{r.path(G)},{r.dataset_path(G)}" for r in _runs),
             experiment=f"track.experiment=statemix-{G}",
         threads: GRID.spec.get("threads", 1)
+        priority: PRIORITY_OF_BATCH[_key]
         resources:
             **GPUS.resources(GPU_OF_BATCH, lambda wc, key=_key: key, GRID.spec.get("gpu_mem_mb", 0), GRID.spec),
         log:
