@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -75,10 +75,9 @@ class Cell:
 
 def _row_cell(r, label: str) -> Cell:
     """A Cell from a summary row (Series or itertuples row)."""
-    seeds, failed = int(getattr(r, "seeds")), int(getattr(r, "failed"))
     planned = getattr(r, "planned", None)
     planned = None if planned is None or pd.isna(planned) else int(planned)
-    return Cell(label, float(getattr(r, "acc_mean")), float(getattr(r, "acc_std")), seeds - failed, planned, seeds)
+    return Cell(label, float(r.acc_mean), float(r.acc_std), int(r.seeds - r.failed), planned, int(r.seeds))
 
 
 @dataclass
@@ -167,8 +166,7 @@ def _family_cell(cells: pd.DataFrame, task: str, pattern: str, label: str, ms=No
     if ms is not None:
         rows = rows[rows["arch"].str.extract(r"m(\d+)$")[0].astype(float).isin(ms)]
     best = _cell(rows, label)
-    return best and Cell(f"{label} ({rows.loc[rows['acc_mean'].idxmax(), 'arch']})", best.mean, best.std, best.n,
-                         best.planned, best.finished)
+    return best and replace(best, label=f"{label} ({rows.loc[rows['acc_mean'].idxmax(), 'arch']})")
 
 
 def _baselines(cells: pd.DataFrame, task: str) -> dict:

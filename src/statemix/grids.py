@@ -358,9 +358,8 @@ BATCH_MODES = ("false", "true", "task", "arch")
 def batch_mode(config: dict) -> str | None:
     """--config batch as the `train_batches` grouping ('task' or 'arch'), None when off."""
     value = config.get("batch", False)
-    value = str(value).lower() if isinstance(value, bool) else str(value)
-    if value not in BATCH_MODES:
-        raise ValueError(f"--config batch={value!r}: allowed: {', '.join(BATCH_MODES)}")
+    value = config_choice({"batch": str(value).lower() if isinstance(value, bool) else value}, "batch",
+                          BATCH_MODES, "false")
     return {"false": None, "true": "task"}.get(value, value)
 
 

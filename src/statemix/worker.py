@@ -249,7 +249,8 @@ def run(runs: list[argparse.Namespace]) -> int:
                 live = each(live, lambda g: g.step(i), errors)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            train_s, t1, ran = time.perf_counter() - t0, time.perf_counter(), list(live)
+            t1, ran = time.perf_counter(), list(live)
+            train_s = t1 - t0
             live = each(live, Group.evaluate, errors)
             live = [g for g in each(live, lambda g: g.end(train_s), errors) if any(g.active)]
             rounds += 1
