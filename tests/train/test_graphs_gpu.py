@@ -89,16 +89,24 @@ def test_worker_runs_equal_runs_alone_on_cuda(data, tmp_path, arch):
         _same(alone, got, ("train_loss", "test_loss", "lr"))
 
 
-@pytest.mark.gpu
-def test_one_worker_for_every_architecture_equals_runs_alone_on_cuda(data, tmp_path):
-    """The batch path: stacks and single runs of several architectures replayed side by side in one process."""
-    runs = [("bdlru-m4", 32, 0), ("bdlru-m4", 32, 1), ("hlru-m2", 16, 0), ("lstm", 32, 0), ("mamba2", 64, 0),
-            ("gdn", 128, 0)]
-    args = ["--task", "in-context-recall", "--data", str(data), *COMMON]
+def _worker_equals_alone(data, tmp_path, runs, *extra):
+    """One worker holding `runs` ((arch, width, seed) of any architectures), then each run alone (graphed, not
+    compiled): equal losses and learning rates. Returns the worker runs' metrics."""
+    args = ["--task", "in-context-recall", "--data", str(data), *COMMON, *extra]
     for arch, width, seed in runs:
         args += ["--run", f"{arch}:{width},{seed},{tmp_path / f'{arch}_{seed}'}"]
     assert worker.main(args) == 0
+    metrics = []
     for arch, width, seed in runs:
         alone, _ = _train(data, tmp_path / f"alone_{arch}_{seed}", arch, "on", seed, width)
         got = pd.read_csv(tmp_path / f"{arch}_{seed}" / "history.csv")
         _same(alone, got, ("train_loss", "test_loss", "lr"))
+        metrics.append(json.loads((tmp_path / f"{arch}_{seed}" / "metrics.json").read_text()))
+    return metrics
+
+
+@pytest.mark.gpu
+def test_one_worker_for_every_architecture_equals_runs_alone_on_cuda(data, tmp_path):
+    """The batch path: stacks and single runs of several architectures replayed side by side in one process."""
+    _worker_equals_alone(data, tmp_path, [("bdlru-m4", 32, 0), ("bdlru-m4", 32, 1), ("hlru-m2", 16, 0),
+                                          ("lstm", 32, 0), ("mamba2", 64, 0), ("gdn", 128, 0)])
