@@ -6,8 +6,8 @@ real pipeline code (statemix.train.prepare, statemix.worker.build_groups). Per a
            (torch.profiler; a launch is a cudaLaunchKernel / cuLaunchKernel / memcpy / memset runtime call,
            classified by the CPU range that issued it);
   kernel_us: the GPU time of those kernels, summed;
-  replay_ms: one replay of the captured step (CUDA events, median of 50), and its ratio to kernel_us, the
-           share of the replay that is not kernel time (gaps between dependent tiny kernels);
+  replay_ms: ms per captured step, replayed back to back on the group's stream as the worker does (CUDA
+           events on that stream), and its ratio to kernel_us (under 1: the profiler's gaps and overheads);
   copy_ms: a device-to-device copy of the group's parameter, gradient and AdamW bytes (2x for read + write),
            measured in the same run: the floor a step that touched each byte once would approach.
 The first architecture is the baseline of the `vs_first` column. On a CPU (no CUDA) the same table counts the
@@ -21,6 +21,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -41,10 +42,11 @@ DEFAULT_ARCHS = ["lru:32", "hlru-m2:32", "bdlru-m2:32", "bdlru-m4:32", "lstm:32"
                  "mamba2:512"]
 
 
-def group(arch: str, width: int, K: int, data: Path, tmp: Path, graphs: str) -> worker.Group:
-    runs = [f"{arch}:{width},{s},{tmp / f'{arch}_{width}_{graphs}_{s}'}" for s in range(K)]
+def group(arch: str, width: int, K: int, data: Path, tmp: Path, graphs: str, compile_: bool = False) -> worker.Group:
+    runs = [f"{arch}:{width},{s},{tmp / f'{arch}_{width}_{graphs}_{K}_{compile_}_{s}'}" for s in range(K)]
     args = ["--task", "in-context-recall", "--data", str(data), "--set", "track.enabled=false",
-            "--set", f"train.cuda_graphs={graphs}", *(x for r in runs for x in ("--run", r))]
+            "--set", f"train.cuda_graphs={graphs}", "--set", f"train.compile={compile_}",
+            *(x for r in runs for x in ("--run", r))]
     jobs = [train.prepare(a, {}, graphed=False) for a in worker.parse_args(args)[1]]
     built = worker.build_groups(jobs, jobs[0].device, [])
     assert len(built) == 1, f"{arch} w{width}: {len(built)} groups, expected one stack of {K}"
@@ -66,8 +68,9 @@ def _phase(event) -> str:
     return "forward"
 
 
-def kernel_counts(g: worker.Group, cuda: bool) -> tuple[Counter, float]:
-    """Launches per phase in one eager step (leaf aten ops on a CPU), and their GPU microseconds."""
+def kernel_counts(g: worker.Group, cuda: bool) -> tuple[Counter, float, Counter]:
+    """Launches per phase in one eager step (leaf aten ops on a CPU), their GPU microseconds, and the GPU
+    microseconds per kernel name."""
     steps = g.steps
     clip, opt_step = steps._clip, steps.optimizer.step
 
@@ -91,27 +94,35 @@ def kernel_counts(g: worker.Group, cuda: bool) -> tuple[Counter, float]:
     events = prof.events()
     if cuda:
         launches = [e for e in events if e.name.startswith(LAUNCHES)]
-        device_us = sum(e.time_range.elapsed_us() for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        device_us = sum(e.time_range.elapsed_us() for e in kernels)
+        by_name = Counter()
+        for e in kernels:
+            by_name[e.name[:90]] += e.time_range.elapsed_us()
     else:
         launches = [e for e in events if e.name.startswith("aten::") and not e.cpu_children
                     and e.name not in ("aten::view", "aten::as_strided", "aten::empty", "aten::_unsafe_view",
                                        "aten::empty_strided", "aten::resolve_conj", "aten::_reshape_alias")]
-        device_us = float("nan")
-    return Counter(_phase(e) for e in launches), device_us
+        device_us, by_name = float("nan"), Counter()
+    return Counter(_phase(e) for e in launches), device_us, by_name
 
 
-def replay_ms(g: worker.Group, n: int = 50) -> float:
-    """Median ms of one captured step replay (CUDA events)."""
+def replay_ms(g: worker.Group, n: int = 50, repeats: int = 5) -> float:
+    """ms per captured step when `n` steps are replayed back to back, as the worker issues them (CUDA events on
+    the group's own stream, where the replays run); the median of `repeats` such runs after a warm-up run."""
     g.begin()
+    stream = g.stream
     times = []
-    for i in range(n):
+    for r in range(repeats + 1):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        g.step(i % g.n_steps)
-        end.record()
+        start.record(stream)
+        for i in range(n):
+            g.step(i % g.n_steps)
+        end.record(stream)
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times[5:])
+        if r:
+            times.append(start.elapsed_time(end) / n)
+    return statistics.median(times)
 
 
 def copy_ms(g: worker.Group) -> float:
@@ -130,50 +141,102 @@ def copy_ms(g: worker.Group) -> float:
     return start.elapsed_time(end) / 20
 
 
+def _timed_group(*args, **kw) -> tuple[worker.Group, float]:
+    """A group, and the seconds to build it and lay out its first epoch (capture, and compile, included)."""
+    t0 = time.perf_counter()
+    g = group(*args, **kw)
+    g.begin()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return g, time.perf_counter() - t0
+
+
+def profile_arch(arch: str, width: int, K: int, compile_: bool, data: Path, tmp: Path, cuda: bool) -> tuple[dict, Counter]:
+    """One row: launches and kernel time of an eager step (not for compiled rows), and the replay of the captured
+    step with its build time."""
+    row = {"arch": arch, "width": width, "runs": K, "compile": compile_}
+    by_name = Counter()
+    if not compile_:
+        counts, device_us, by_name = kernel_counts(group(arch, width, K, data, tmp, "off"), cuda)
+        row.update({p: counts.get(p, 0) for p in PHASES}, kernels=sum(counts.values()), kernel_us=device_us)
+    if cuda:
+        graphed, build_s = _timed_group(arch, width, K, data, tmp, "on", compile_)
+        row["replay_ms"] = replay_ms(graphed)
+        row["ms_per_run"] = row["replay_ms"] / K
+        if not compile_:
+            row["replay_vs_kernels"] = row["replay_ms"] * 1e3 / device_us if device_us else float("nan")
+        row["copy_ms"] = copy_ms(graphed)
+        row["build_s"] = build_s
+        row["step_path"] = graphed.steps.path
+        del graphed
+        torch.cuda.empty_cache()
+    return row, by_name
+
+
+def top_kernels(tops: dict, n: int = 6) -> str:
+    """Markdown: the n kernels with the most GPU time in each architecture's eager step, with their share."""
+    lines = ["## Top kernels of the eager step (largest stack)", ""]
+    for spec, by_name in tops.items():
+        total = sum(by_name.values()) or 1.0
+        parts = [f"`{name}` {us:.0f} us ({us / total:.0%})" for name, us in by_name.most_common(n)]
+        lines.append(f"- **{spec}**: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--archs", nargs="+", default=DEFAULT_ARCHS, help="ARCH:WIDTH, the first is the baseline")
-    p.add_argument("--stack", type=int, default=3, help="runs per group (seeds stacked)")
+    p.add_argument("--stacks", type=int, nargs="+", default=[3], help="runs per group (seeds stacked) to time")
+    p.add_argument("--compile-stacks", type=int, nargs="*", default=[],
+                   help="runs per group to time again with train.compile=true (none by default)")
     p.add_argument("--examples", type=int, default=1280, help="train examples of the dataset (steps = /128)")
     p.add_argument("--out", default="reports/benchmarks/profile_step")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available()
-    rows = []
+    rows, tops = [], {}
+
+    def write() -> str:
+        import pandas as pd
+
+        table = pd.DataFrame(rows)
+        if cuda:
+            table["vs_first"] = table["replay_ms"] / table["replay_ms"].iloc[0]
+        unit = "CUDA kernel launches" if cuda else "leaf aten ops (CPU proxy, no timing)"
+        header = (f"# One training step of a worker group, by phase\n\nHardware: "
+                  f"{describe_hardware(torch.device('cuda' if cuda else 'cpu'))}; torch {torch.__version__}; code id "
+                  f"{code_id()[:12]}. In-context recall (B=128, T=127, d=128, 2 blocks, bf16 on CUDA); `runs` seeds "
+                  f"stacked per group; `compile`: train.compile. Columns forward..adamw: {unit} in one eager step; "
+                  f"`kernel_us`: their summed GPU time; `replay_ms`: ms per captured step replayed back to back on the group's stream; "
+                  f"`ms_per_run`: replay / runs; `replay_vs_kernels`: replay / kernel time; `copy_ms`: a device copy "
+                  f"of the group's parameter, gradient and AdamW bytes in the same run; `build_s`: building the group "
+                  f"and capturing its step (compiling included); `vs_first`: replay time over the first row's. "
+                  f"Command: `python benchmarks/profile_step.py --archs {' '.join(args.archs)} --stacks "
+                  f"{' '.join(map(str, args.stacks))} --compile-stacks {' '.join(map(str, args.compile_stacks))}`.\n\n")
+        text = header + table.to_markdown(index=False, floatfmt=".3g") + "\n\n" + top_kernels(tops)
+        atomic_write_text(f"{args.out}.csv", table.to_csv(index=False))
+        atomic_write_text(f"{args.out}.md", text)
+        return text
+
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         data = tmp / "data"
         generate("in-context-recall", "train", data / "train", seed=0, sets={"num_examples": args.examples})
         generate("in-context-recall", "test", data / "test", seed=1, sets={"num_examples": 256})
+        plan = [(K, False) for K in args.stacks] + ([(K, True) for K in args.compile_stacks] if cuda else [])
         for spec in args.archs:
             arch, width = spec.split(":")
-            eager = group(arch, int(width), args.stack, data, tmp, "off")
-            counts, device_us = kernel_counts(eager, cuda)
-            row = {"arch": arch, "width": int(width), "runs": args.stack, **{p: counts.get(p, 0) for p in PHASES},
-                   "kernels": sum(counts.values()), "kernel_us": device_us}
-            if cuda:
-                graphed = group(arch, int(width), args.stack, data, tmp, "on")
-                row["replay_ms"] = replay_ms(graphed)
-                row["replay_vs_kernels"] = row["replay_ms"] * 1e3 / device_us if device_us else float("nan")
-                row["copy_ms"] = copy_ms(graphed)
-                row["step_path"] = graphed.steps.path
-            rows.append(row)
-            print(row, flush=True)
-    import pandas as pd
-
-    table = pd.DataFrame(rows)
-    if cuda:
-        table["vs_first"] = table["replay_ms"] / table["replay_ms"].iloc[0]
-    unit = "CUDA kernel launches" if cuda else "leaf aten ops (CPU proxy, no timing)"
-    header = (f"# One training step of a worker group, by phase\n\nHardware: {describe_hardware(torch.device('cuda' if cuda else 'cpu'))}; "
-              f"torch {torch.__version__}; code id {code_id()[:12]}. In-context recall (B=128, T=127, d=128, 2 blocks, bf16 on CUDA), "
-              f"{args.stack} seeds stacked per group. Columns forward..adamw: {unit} in one eager step; "
-              f"`kernel_us`: their summed GPU time; `replay_ms`: one replay of the captured step (median); "
-              f"`replay_vs_kernels`: replay / kernel time; `copy_ms`: a device copy of the group's parameter, "
-              f"gradient and AdamW bytes in the same run; `vs_first`: replay time over the first row's. "
-              f"Command: `python benchmarks/profile_step.py --archs {' '.join(args.archs)} --stack {args.stack}`.\n\n")
-    atomic_write_text(f"{args.out}.csv", table.to_csv(index=False))
-    atomic_write_text(f"{args.out}.md", header + table.to_markdown(index=False, floatfmt=".3g") + "\n")
-    print(header + table.to_markdown(index=False, floatfmt=".3g"))
+            for K, compile_ in plan:
+                try:
+                    row, by_name = profile_arch(arch, int(width), K, compile_, data, tmp, cuda)
+                except Exception as err:  # noqa: BLE001 -- one failing case must not lose the others' rows
+                    row, by_name = {"arch": arch, "width": int(width), "runs": K, "compile": compile_,
+                                    "step_path": f"error: {type(err).__name__}: {err}"[:200]}, Counter()
+                if by_name:
+                    tops[spec] = by_name
+                rows.append(row)
+                print(row, flush=True)
+                write()
+    print(write())
     return 0
 
 

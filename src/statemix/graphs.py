@@ -41,6 +41,18 @@ def make_optimizer(params, cfg, device: torch.device, graphed: bool) -> torch.op
                              **options)
 
 
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` under torch.compile for steps captured once per shape (`train.compile`): static shapes, so a
+    second width or run count compiles its own graph instead of a dynamic one, and room for the graphs of
+    every group and mode (train / eval) that one process holds."""
+    import torch._dynamo
+
+    dynamo = torch._dynamo.config
+    dynamo.cache_size_limit = max(dynamo.cache_size_limit, 512)
+    dynamo.accumulated_cache_size_limit = max(dynamo.accumulated_cache_size_limit, 4096)
+    return torch.compile(model, dynamic=False)
+
+
 def current_lr(optimizer):
     """The learning rate as the optimizer holds it (a device tensor when graphed: read it after the epoch)."""
     lr = optimizer.param_groups[0]["lr"]

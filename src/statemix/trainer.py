@@ -86,7 +86,7 @@ class Trainer:
         self.hooks = list(hooks)
         self.out = Path(out_dir)
         self.precision = resolve_precision(cfg.precision, device)
-        self.forward = torch.compile(model) if cfg.compile else model
+        self.forward = graphs.compiled(model) if cfg.compile else model
         graphed = graphs.use_graphs(cfg.cuda_graphs, device)
         self.optimizer = graphs.make_optimizer(model.parameters(), cfg, device, graphed)
         if cfg.schedule == "cosine":

@@ -80,7 +80,8 @@ class Group:
             self.optimizer = graphs.make_optimizer(self.params, cfg, device, graphed)
             self._load_optimizer()
             graphs.set_lr(self.optimizer, float(graphs.current_lr(first.optimizer)))
-            self.steps = graphs.Steps(self.model, self.params, self.optimizer, self.K,
+            forward = graphs.compiled(self.model) if cfg.compile else self.model
+            self.steps = graphs.Steps(forward, self.params, self.optimizer, self.K,
                                       [t.train for t in self.trainers], cfg, device,
                                       first.precision, graphed)
         self.active = [t.stopped is None for t in self.trainers]
