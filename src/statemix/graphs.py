@@ -9,6 +9,10 @@ IGNORE), and a short batch is padded with that row. Padded rows score nothing, s
 are exactly zero and each run's loss keeps MAD's weighting (sum over scored positions / their count).
 AdamW runs with `capturable=True` and the learning rate as a device tensor the scheduler fills in place; the
 step reads nothing back to the host, and losses, counts and predictions accumulate on the device.
+
+Once captured, a step at MAD's shape is bound by its kernels' GPU time (unfused fp32 LayerNorms, casts and
+strided copies; reports/benchmarks/profile_step.md), not by launches. `train.compile` puts torch.compile
+under the capture to fuse them; a compiled step that fails to capture falls back to the plain model, graphed.
 """
 from __future__ import annotations
 
@@ -185,6 +189,11 @@ class Steps:
         except Exception as err:  # a library kernel that cannot be captured: this arch runs eagerly
             torch.cuda.synchronize(self.device)
             self._restore(snapshot)
+            if hasattr(self.model, "_orig_mod"):  # torch.compile's wrapper: capture the plain model instead
+                print(f"statemix: compiled step failed, capturing the uncompiled model: {err}", flush=True)
+                self.model = self.model._orig_mod
+                self.path = f"{PATH_GRAPH} (compile failed: {type(err).__name__}: {err})"[:300]
+                return self._capture(body)
             self.graphed, self.path = False, f"{PATH_EAGER} (capture failed: {type(err).__name__}: {err})"[:300]
             print(f"statemix: CUDA graph capture failed, running eagerly: {err}", flush=True)
             return None

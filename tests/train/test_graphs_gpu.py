@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from statemix import train, worker
+from statemix import graphs, train, worker
 from statemix.generate import generate
 
 ARCHS = ["lru", "hlru-m2", "hlru-m4", "bdlru-m2", "bdlru-m4", "mamba2", "gdn", "lstm"]
@@ -120,3 +120,25 @@ def test_compiled_worker_equals_runs_alone_on_cuda(data, tmp_path):
     for m in _worker_equals_alone(data, tmp_path, runs, "--set", "train.compile=true"):
         assert m["step_path"] == "cuda_graph", m["step_path"]
 
+
+@pytest.mark.gpu
+def test_a_compiled_step_that_fails_falls_back_to_the_plain_graphed_model(data, tmp_path, monkeypatch):
+    """A compiled forward that raises during warm-up: the run captures the uncompiled model and says so."""
+    import torch
+
+    class Broken(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, x):
+            raise RuntimeError("planted compile failure")
+
+    monkeypatch.setattr(graphs, "compiled", Broken)
+    plain, _ = _train(data, tmp_path / "plain", "bdlru-m2", "on")
+    args = ["--task", "in-context-recall", "--arch", "bdlru-m2", "--data", str(data), *COMMON,
+            "--set", "train.compile=true", "--run", f"32,0,{tmp_path / 'run'}"]
+    assert worker.main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["step_path"].startswith("cuda_graph (compile failed: RuntimeError: planted compile failure")
+    _same(plain, pd.read_csv(tmp_path / "run" / "history.csv"), ("train_loss", "test_loss", "lr"))
