@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from statemix.metrics import macro_accuracy, micro_accuracy
+from statemix.metrics import accuracies, check_ids, macro_accuracy, micro_accuracy
 
 
 def test_hand_worked_case():
@@ -47,3 +47,35 @@ def test_bad_inputs(preds, targets, words):
         macro_accuracy(preds, targets, 4)
     for w in words:
         assert w in str(err.value)
+
+
+def _by_hand(preds, targets, V, ignore):
+    """Per-class recall by a plain loop over classes, the torchmetrics rule for which classes count."""
+    pairs = [(p, t) for p, t in zip(preds.ravel().tolist(), targets.ravel().tolist()) if t != ignore]
+    recalls = []
+    for c in range(V):
+        support = sum(t == c for _, t in pairs)
+        if support or any(p == c for p, _ in pairs):
+            recalls.append(sum(p == t == c for p, t in pairs) / support if support else 0.0)
+    return sum(recalls) / len(recalls), sum(p == t for p, t in pairs) / len(pairs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_device_counts_equal_a_loop_over_classes(seed):
+    """`accuracies` (the training loop's, counted where the tensors live) on random ids with ignored positions."""
+    gen = torch.Generator().manual_seed(seed)
+    V = 3 + seed * 5
+    targets = torch.randint(0, V, (7, 33), generator=gen)
+    targets[torch.rand(7, 33, generator=gen) < 0.3] = -100
+    preds = torch.randint(0, V - 1, (7, 33), generator=gen)
+    macro, micro, bad = accuracies(preds, targets, V)
+    want_macro, want_micro = _by_hand(preds, targets, V, -100)
+    assert bad.item() == 0
+    assert macro.item() == pytest.approx(want_macro, abs=1e-12) and micro.item() == pytest.approx(want_micro, abs=1e-12)
+
+
+def test_out_of_range_ids_are_counted_without_a_sync_and_named_by_check_ids():
+    targets, preds = torch.tensor([0, 1, -100, 2]), torch.tensor([0, 7, 9, 2])
+    assert accuracies(preds, targets, 3)[2].item() == 1  # the 9 sits on an ignored position
+    with pytest.raises(ValueError, match=r"preds on scored positions must lie in \[0, 3\), got 7"):
+        check_ids(preds, targets, 3)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from statemix import graphs, runs
 from statemix.config import TrainConfig
 from statemix.io import atomic_write_text
-from statemix.metrics import macro_accuracy, micro_accuracy
+from statemix.metrics import accuracies, check_ids
 from statemix.runs import CHECKPOINT
 
 IGNORE = -100
@@ -171,14 +171,15 @@ class Trainer:
         return self._summarise({"loss_sum": loss_sum, "count": count, "preds": preds, "targets": data.targets})
 
     def _summarise(self, acc: dict) -> dict:
-        macro = macro_accuracy(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
-        micro = micro_accuracy(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
+        """Loss, perplexity and accuracies of one split's accumulators: counted on their device, one host sync."""
+        macro, micro, bad = accuracies(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
         loss = acc["loss_sum"] / acc["count"].clamp(min=1)
-        values = torch.stack([torch.as_tensor(v, device=self.device, dtype=torch.float64)
-                              for v in (loss, macro, micro)]).tolist()
-        loss = values[0]
+        loss, macro, micro, bad = torch.stack([torch.as_tensor(v, device=macro.device, dtype=torch.float64)
+                                               for v in (loss, macro, micro, bad)]).tolist()
+        if bad:
+            check_ids(acc["preds"], acc["targets"], self.num_classes, ignore_index=IGNORE)
         ppl = math.exp(loss) if loss < 700 else math.inf
-        return {"loss": loss, "ppl": ppl, "acc": values[1], "acc_micro": values[2]}
+        return {"loss": loss, "ppl": ppl, "acc": macro, "acc_micro": micro}
 
     def fit(self) -> dict:
         """Train to completion (or resume it), then evaluate the last and the selected epoch on both splits."""
