@@ -99,6 +99,11 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.cuda_graphs": ("auto", "on", "off"),
 }
+NOT_IDENTITY = ("track.", "data.dir", "train.checkpoint_every", "train.compile")
+"""Key prefixes that cannot change a run's numbers beyond bf16 tolerance: where it logs, where its data folder
+lies, how often it saves, whether torch.compile fuses its step (tests/train/test_graphs_gpu.py checks compiled
+runs against plain ones). They are left out of a run's identity (statemix.runs) and of the check that a
+committed result still matches its grid (statemix.results); each run's config.yaml still records them."""
 POSITIVE = ("model.width", "model.d_model", "model.n_layers", "train.lr", "train.batch_size",
             "train.eval_batch_size", "train.max_epochs", "train.checkpoint_every")
 NON_NEGATIVE = ("train.weight_decay", "train.min_lr", "train.early_stop_acc", "train.patience", "train.grad_clip")

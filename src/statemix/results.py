@@ -32,7 +32,6 @@ from statemix import grids
 from statemix.io import atomic_write_bytes
 
 FILES = ("config.yaml", "history.csv", "metrics.json")
-IGNORED_KEYS = ("track.", "data.dir")
 
 
 def committed(grid: grids.Grid) -> bool:
@@ -47,7 +46,7 @@ def finished(grid: grids.Grid, root: Path | str = ".") -> dict:
 
 
 def _comparable(flat: dict) -> dict:
-    return {k: v for k, v in flat.items() if not k.startswith(IGNORED_KEYS)}
+    return {k: v for k, v in flat.items() if not k.startswith(config_mod.NOT_IDENTITY)}
 
 
 @functools.lru_cache(maxsize=None)

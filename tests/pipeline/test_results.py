@@ -130,6 +130,21 @@ def test_a_run_the_grid_no_longer_describes_stops_the_workflow(trained, tmp_path
     assert not any((clone / r).exists() for r in RUNS)
 
 
+@pytest.mark.slow
+def test_switching_compile_on_keeps_the_finished_runs(trained, tmp_path):
+    """train.compile is outside a run's identity (config.NOT_IDENTITY): turning it on in the grid plans no
+    training on a GPU machine and leaves every committed run current; a key that changes numbers (above) does not."""
+    clone = fresh_clone(trained, tmp_path / "clone")
+    spec = dict(TINY, set={**TINY["set"], "train": {**TINY["set"]["train"], "compile": True}})
+    (clone / "params/grids/paper.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = snake(clone, "-n", "--config", "grid=paper", gpu="1").stdout
+    assert not {"train", "generate"} & set(job_counts(text) if "Job stats:" in text else {})
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    check = subprocess.run([sys.executable, "-m", "statemix.results", "check", "paper"], cwd=clone,
+                           env=dict(env, PYTHONPATH=str(clone / "src")), capture_output=True, text=True)
+    assert check.returncode == 0 and "2 finished (2 ok), 0 stale" in check.stdout, check.stdout + check.stderr
+
+
 def _run_folder(root, key, status="ok"):
     folder = root / key
     folder.mkdir(parents=True)

@@ -116,7 +116,8 @@ def test_one_worker_for_every_architecture_equals_runs_alone_on_cuda(data, tmp_p
 def test_compiled_worker_equals_runs_alone_on_cuda(data, tmp_path):
     """train.compile=true in a worker (torch.compile under the captured step, several groups and widths in one
     process) gives the losses of the uncompiled runs alone."""
-    runs = [("bdlru-m4", 32, 0), ("bdlru-m4", 32, 1), ("hlru-m2", 16, 0), ("lru", 16, 0), ("gdn", 128, 0)]
+    runs = [("bdlru-m4", 32, 0), ("bdlru-m4", 32, 1), ("hlru-m2", 16, 0), ("lru", 16, 0), ("gdn", 128, 0),
+            ("lstm", 32, 0), ("mamba2", 64, 0)]
     for m in _worker_equals_alone(data, tmp_path, runs, "--set", "train.compile=true"):
         assert m["step_path"] == "cuda_graph", m["step_path"]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from statemix import grids, runs, train
+from statemix import config, grids, runs, train
 from statemix.generate import generate
 
 TINY = ["--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.batch_size=16",
@@ -157,3 +157,16 @@ def test_terminal_runs_show_a_progress_bar(capsys):
     printer.close()
     captured = capsys.readouterr()
     assert "5/10" in captured.err and captured.out.startswith("epoch 1/2")
+
+
+def test_run_identity_leaves_out_how_a_run_executes_but_not_what_it_computes():
+    """A checkpoint taken uncompiled resumes compiled (train.compile is in config.NOT_IDENTITY); lr is not."""
+    manifests = {"train": {"sha256": "a"}, "test": {"sha256": "b"}}
+
+    def sha(*sets):
+        cfg = config.load(overrides=["model.arch=lru", "data.task=S3", *sets])
+        return runs.fingerprint(cfg, manifests, torch.device("cpu"))["sha256"]
+
+    base = sha()
+    assert sha("train.compile=true") == sha("train.checkpoint_every=3") == base
+    assert sha("train.lr=0.5") != base
