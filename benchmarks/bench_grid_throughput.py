@@ -89,8 +89,9 @@ def _env():
 
 
 def _sets(args, graphs):
+    """Every run's overrides; the graphed paths (workers, singles) compile with --compile, today's eager path never."""
     sets = [f"train.max_epochs={args.epochs}", "train.early_stop_acc=0", "track.enabled=false",
-            f"train.cuda_graphs={graphs}"]
+            f"train.cuda_graphs={graphs}", f"train.compile={args.compile and graphs != 'off'}"]
     return [x for s in sets for x in ("--set", s)]
 
 
@@ -147,6 +148,7 @@ def main(argv=None):
     p.add_argument("--skip-pool", action="store_true", help="skip today's path (quick checks only)")
     p.add_argument("--workers", nargs="+", choices=["arch", "task"], default=["arch", "task"],
                    help="worker phases: one process per architecture, and/or one for the whole mix")
+    p.add_argument("--compile", action="store_true", help="train.compile=true on the graphed paths (the paper grid's)")
     p.add_argument("--out", default="reports/benchmarks/bench_grid_throughput")
     args = p.parse_args(argv)
     study = main_study_widths()
@@ -241,7 +243,7 @@ def write(args, results, singles):
               f"Hardware: {hw['hardware']}; torch {hw['torch']}; triton {hw['triton']}; commit {hw['git_commit']}"
               f"{' (dirty)' if hw['git_dirty'] else ''}, code id {str(hw.get('code_id'))[:12]} (`python -m "
               f"statemix.provenance commits ID` names its commits). Mix: {len(args.archs)} archs at widths "
-              f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each. `steps_per_s` for `mix` rows: all "
+              f"{', '.join(f'{a} {w}' for a, w in args.widths_of.items())} x seeds {args.seeds}, {args.epochs} epochs x {args.steps} steps each; graphed paths compiled (train.compile): {args.compile}. `steps_per_s` for `mix` rows: all "
               f"optimizer steps / wall time of the phase (process start-up included); `run_steps_per_s`: mean of "
               f"one run's steps / its training time. `steady_steps_per_s`: the same over the epochs after the first "
               f"(capture and warm-up excluded; for the batch path's `mix` row, the sum over its runs, which step "
