@@ -2,9 +2,9 @@
 
 A batch worker's group (K stacked seeds of one arch x width, MAD's in-context-recall shape) is built through the
 real pipeline code (statemix.train.prepare, statemix.worker.build_groups). Per architecture:
-  kernels: launches in one eager step, split into forward (with the loss), backward, gradient clipping and AdamW
-           (torch.profiler; a launch is a cudaLaunchKernel / cuLaunchKernel / memcpy / memset runtime call,
-           classified by the CPU range that issued it);
+  kernels: launches in one uncaptured step (compiled, for compiled rows), split into forward (with the loss),
+           backward, gradient clipping and AdamW (torch.profiler; a launch is a cudaLaunchKernel /
+           cuLaunchKernel / memcpy / memset runtime call, classified by the CPU range that issued it);
   kernel_us: the GPU time of those kernels, summed;
   replay_ms: ms per captured step, replayed back to back on the group's stream as the worker does (CUDA
            events on that stream), and its ratio to kernel_us (under 1: the profiler's gaps and overheads);
@@ -152,10 +152,10 @@ def _timed_group(*args, **kw) -> tuple[worker.Group, float]:
 
 
 def profile_arch(arch: str, width: int, K: int, compile_: bool, data: Path, tmp: Path, cuda: bool) -> tuple[dict, Counter]:
-    """One row: launches and kernel time of an eager step (not for compiled rows), and the replay of the captured
-    step with its build time."""
+    """One row: launches and kernel time of one uncaptured step (compiled for compiled rows, on a GPU only), and
+    the replay of the captured step with its build time."""
     row = {"arch": arch, "width": width, "runs": K, "compile": compile_}
-    by_name = Counter()
+    device_us, by_name = float("nan"), Counter()
     if not compile_:
         counts, device_us, by_name = kernel_counts(group(arch, width, K, data, tmp, "off"), cuda)
         row.update({p: counts.get(p, 0) for p in PHASES}, kernels=sum(counts.values()), kernel_us=device_us)
@@ -163,19 +163,21 @@ def profile_arch(arch: str, width: int, K: int, compile_: bool, data: Path, tmp:
         graphed, build_s = _timed_group(arch, width, K, data, tmp, "on", compile_)
         row["replay_ms"] = replay_ms(graphed)
         row["ms_per_run"] = row["replay_ms"] / K
-        if not compile_:
-            row["replay_vs_kernels"] = row["replay_ms"] * 1e3 / device_us if device_us else float("nan")
         row["copy_ms"] = copy_ms(graphed)
         row["build_s"] = build_s
         row["step_path"] = graphed.steps.path
         del graphed
+        if compile_:  # after the graphed build, so the compiled graphs come from Inductor's cache
+            counts, device_us, by_name = kernel_counts(group(arch, width, K, data, tmp, "off", True), cuda)
+            row.update({p: counts.get(p, 0) for p in PHASES}, kernels=sum(counts.values()), kernel_us=device_us)
+        row["replay_vs_kernels"] = row["replay_ms"] * 1e3 / device_us if device_us else float("nan")
         torch.cuda.empty_cache()
     return row, by_name
 
 
 def top_kernels(tops: dict, n: int = 6) -> str:
-    """Markdown: the n kernels with the most GPU time in each architecture's eager step, with their share."""
-    lines = ["## Top kernels of the eager step (largest stack)", ""]
+    """Markdown: the n kernels with the most GPU time in one uncaptured step of each row, with their share."""
+    lines = ["## Top kernels of one uncaptured step (per architecture, stack and compile)", ""]
     for spec, by_name in tops.items():
         total = sum(by_name.values()) or 1.0
         parts = [f"`{name}` {us:.0f} us ({us / total:.0%})" for name, us in by_name.most_common(n)]
@@ -205,7 +207,7 @@ def main(argv=None) -> int:
         header = (f"# One training step of a worker group, by phase\n\nHardware: "
                   f"{describe_hardware(torch.device('cuda' if cuda else 'cpu'))}; torch {torch.__version__}; code id "
                   f"{code_id()[:12]}. In-context recall (B=128, T=127, d=128, 2 blocks, bf16 on CUDA); `runs` seeds "
-                  f"stacked per group; `compile`: train.compile. Columns forward..adamw: {unit} in one eager step; "
+                  f"stacked per group; `compile`: train.compile. Columns forward..adamw: {unit} in one uncaptured step (compiled in compiled rows); "
                   f"`kernel_us`: their summed GPU time; `replay_ms`: ms per captured step replayed back to back on the group's stream; "
                   f"`ms_per_run`: replay / runs; `replay_vs_kernels`: replay / kernel time; `copy_ms`: a device copy "
                   f"of the group's parameter, gradient and AdamW bytes in the same run; `build_s`: building the group "
@@ -232,7 +234,7 @@ def main(argv=None) -> int:
                     row, by_name = {"arch": arch, "width": int(width), "runs": K, "compile": compile_,
                                     "step_path": f"error: {type(err).__name__}: {err}"[:200]}, Counter()
                 if by_name:
-                    tops[spec] = by_name
+                    tops[f"{spec} x{K}{' compiled' if compile_ else ''}"] = by_name
                 rows.append(row)
                 print(row, flush=True)
                 write()
