@@ -288,6 +288,10 @@ class _Eval:
             return graph
         except Exception as err:
             torch.cuda.synchronize(self.s.device)
+            if hasattr(self.s.model, "_orig_mod"):  # as Steps._capture: the plain model, graphed
+                print(f"statemix: compiled evaluation failed, capturing the uncompiled model: {err}", flush=True)
+                self.s.model = self.s.model._orig_mod
+                return self._capture()
             print(f"statemix: CUDA graph capture of evaluation failed, evaluating eagerly: {err}", flush=True)
             return None
 

@@ -123,8 +123,10 @@ def test_compiled_worker_equals_runs_alone_on_cuda(data, tmp_path):
 
 
 @pytest.mark.gpu
-def test_a_compiled_step_that_fails_falls_back_to_the_plain_graphed_model(data, tmp_path, monkeypatch):
-    """A compiled forward that raises during warm-up: the run captures the uncompiled model and says so."""
+@pytest.mark.parametrize("fails_in", ["train", "eval"])
+def test_a_compiled_step_that_fails_falls_back_to_the_plain_graphed_model(data, tmp_path, monkeypatch, fails_in):
+    """A compiled forward that raises while the training (or only the evaluation) step warms up: the run
+    captures the uncompiled model instead, says so when it was the training step, and trains as a plain run."""
     import torch
 
     class Broken(torch.nn.Module):
@@ -133,13 +135,18 @@ def test_a_compiled_step_that_fails_falls_back_to_the_plain_graphed_model(data, 
             self._orig_mod = model
 
         def forward(self, x):
-            raise RuntimeError("planted compile failure")
+            if fails_in == "train" or not torch.is_grad_enabled():
+                raise RuntimeError("planted compile failure")
+            return self._orig_mod(x)
 
     monkeypatch.setattr(graphs, "compiled", Broken)
     plain, _ = _train(data, tmp_path / "plain", "bdlru-m2", "on")
     args = ["--task", "in-context-recall", "--arch", "bdlru-m2", "--data", str(data), *COMMON,
             "--set", "train.compile=true", "--run", f"32,0,{tmp_path / 'run'}"]
     assert worker.main(args) == 0
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["step_path"].startswith("cuda_graph (compile failed: RuntimeError: planted compile failure")
+    path = json.loads((tmp_path / "run" / "metrics.json").read_text())["step_path"]
+    if fails_in == "train":
+        assert path.startswith("cuda_graph (compile failed: RuntimeError: planted compile failure"), path
+    else:
+        assert path == "cuda_graph", path
     _same(plain, pd.read_csv(tmp_path / "run" / "history.csv"), ("train_loss", "test_loss", "lr"))
