@@ -259,3 +259,8 @@ def flatten(config: Config) -> dict:
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def identity(flat: dict) -> dict:
+    """A flattened config's keys that make a run what it is: all but NOT_IDENTITY's."""
+    return {k: v for k, v in flat.items() if not k.startswith(NOT_IDENTITY)}

@@ -45,13 +45,9 @@ def finished(grid: grids.Grid, root: Path | str = ".") -> dict:
     return {key: run for key, run in grid.runs.items() if (root / key / "metrics.json").is_file()}
 
 
-def _comparable(flat: dict) -> dict:
-    return {k: v for k, v in flat.items() if not k.startswith(config_mod.NOT_IDENTITY)}
-
-
 @functools.lru_cache(maxsize=None)
 def _grid_config(overrides: tuple) -> dict:
-    return _comparable(config_mod.flatten(config_mod.load(overrides=list(overrides))))
+    return config_mod.identity(config_mod.flatten(config_mod.load(overrides=list(overrides))))
 
 
 def expected_config(run: grids.Run) -> dict:
@@ -64,7 +60,7 @@ def expected_config(run: grids.Run) -> dict:
 def _recorded(path: Path) -> dict:
     """A run's config.yaml (written by config.dump) as {'section.key': value}."""
     tree = yaml.safe_load(path.read_text()) or {}
-    return _comparable({f"{s}.{k}": v for s, body in tree.items() for k, v in (body or {}).items()})
+    return config_mod.identity({f"{s}.{k}": v for s, body in tree.items() for k, v in (body or {}).items()})
 
 
 def stale(runs: dict, root: Path | str = ".") -> dict:

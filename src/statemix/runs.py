@@ -49,7 +49,7 @@ def code_sha256(root: Path = grids.ROOT) -> str:
 
 def fingerprint(cfg: config_mod.Config, manifests: dict, device: torch.device) -> dict:
     """The identity of a run, with its own sha256 under "sha256"."""
-    parts = {"config": {k: v for k, v in config_mod.flatten(cfg).items() if not k.startswith(config_mod.NOT_IDENTITY)},
+    parts = {"config": config_mod.identity(config_mod.flatten(cfg)),
              "data": {split: m["sha256"] for split, m in sorted(manifests.items())},
              "code_sha256": code_sha256(), "torch": str(torch.__version__), "device": device.type}
     return {"sha256": hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), **parts}
