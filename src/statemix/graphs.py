@@ -168,6 +168,15 @@ class Steps:
                     else:
                         v.zero_()
 
+    def _uncompile(self, what: str, err: Exception) -> bool:
+        """After a failed capture: swap a torch.compile wrapper for the plain model (to be captured instead) and
+        return True; False when the model was not compiled."""
+        if not hasattr(self.model, "_orig_mod"):
+            return False
+        print(f"statemix: compiled {what} failed, capturing the uncompiled model: {err}", flush=True)
+        self.model = self.model._orig_mod
+        return True
+
     def _capture(self, body):
         """Warm `body` up on a side stream, undo what the warm-up changed, then capture it (None on failure)."""
         snapshot = self._snapshot()
@@ -189,9 +198,7 @@ class Steps:
         except Exception as err:  # a library kernel that cannot be captured: this arch runs eagerly
             torch.cuda.synchronize(self.device)
             self._restore(snapshot)
-            if hasattr(self.model, "_orig_mod"):  # torch.compile's wrapper: capture the plain model instead
-                print(f"statemix: compiled step failed, capturing the uncompiled model: {err}", flush=True)
-                self.model = self.model._orig_mod
+            if self._uncompile("step", err):
                 self.path = f"{PATH_GRAPH} (compile failed: {type(err).__name__}: {err})"[:300]
                 return self._capture(body)
             self.graphed, self.path = False, f"{PATH_EAGER} (capture failed: {type(err).__name__}: {err})"[:300]
@@ -288,9 +295,7 @@ class _Eval:
             return graph
         except Exception as err:
             torch.cuda.synchronize(self.s.device)
-            if hasattr(self.s.model, "_orig_mod"):  # as Steps._capture: the plain model, graphed
-                print(f"statemix: compiled evaluation failed, capturing the uncompiled model: {err}", flush=True)
-                self.s.model = self.s.model._orig_mod
+            if self.s._uncompile("evaluation", err):
                 return self._capture()
             print(f"statemix: CUDA graph capture of evaluation failed, evaluating eagerly: {err}", flush=True)
             return None
